@@ -1,0 +1,74 @@
+# virtio-iommu-rs: build QEMU 10.2.2 with the project's Rust crates, test, demo.
+#   make demo    fetch, build, start QEMU with -device virtio-iommu-rs
+#   make check   every test: cargo test, then the qtests (both devices)
+# Everything lands in build/ (git-ignored); downloads are cached in
+# ~/.cache/virtio-iommu-rs.
+
+BUILD      ?= $(CURDIR)/build
+QEMU_SRC   := $(BUILD)/qemu-src
+QEMU_BUILD := $(BUILD)/qemu-build
+QEMU       := $(QEMU_BUILD)/qemu-system-x86_64
+QTEST      := $(QEMU_BUILD)/tests/qtest/virtio-iommu-rs-test
+# A wrapper with the same name as the emulator (libqtest reads the target
+# from it) that adds Debian's firmware directories.
+QEMU_RUN   := $(BUILD)/bin/qemu-system-x86_64
+JOBS       ?= $(shell nproc)
+
+FIRMWARE_DIRS := /usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu
+
+CONFIGURE_FLAGS := \
+	--target-list=x86_64-softmmu \
+	--without-default-features \
+	--enable-rust --enable-kvm --enable-tcg --enable-slirp \
+	--enable-fdt=system --enable-pixman \
+	--disable-docs --disable-download --disable-install-blobs \
+	--firmwarepath=$(subst $() ,:,$(FIRMWARE_DIRS)) \
+	--cc="ccache cc" --host-cc="ccache cc" --cxx="ccache c++"
+
+.PHONY: all deps qemu build check cargo-test qtest demo clean distclean
+all: build
+
+deps: $(BUILD)/.deps-installed
+$(BUILD)/.deps-installed: scripts/install-deps.sh
+	bash scripts/install-deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
+# The QEMU tree is recreated whenever the pinned version, an overlay or a
+# patch changes; the project itself is linked in, so editing it does not.
+$(QEMU_SRC)/.prepared: $(BUILD)/.deps-installed scripts/versions.sh scripts/fetch-qemu.sh \
+		scripts/prepare-qemu.sh $(wildcard patches/qemu/*.patch) \
+		$(wildcard scripts/subprojects/*/meson.build)
+	bash scripts/prepare-qemu.sh $(QEMU_SRC)
+	rm -rf $(QEMU_BUILD)
+	touch $@
+
+$(QEMU_BUILD)/build.ninja: $(QEMU_SRC)/.prepared
+	mkdir -p $(QEMU_BUILD)
+	cd $(QEMU_BUILD) && $(QEMU_SRC)/configure $(CONFIGURE_FLAGS)
+
+qemu: $(QEMU_BUILD)/build.ninja
+
+build: $(QEMU_BUILD)/build.ninja $(QEMU_RUN)
+	ninja -C $(QEMU_BUILD) -j$(JOBS) qemu-system-x86_64 tests/qtest/virtio-iommu-rs-test
+
+$(QEMU_RUN): Makefile
+	mkdir -p $(dir $@)
+	printf '#!/bin/sh\nexec %s %s "$$@"\n' "$(QEMU)" "$(foreach d,$(FIRMWARE_DIRS),-L $(d))" > $@
+	chmod +x $@
+
+cargo-test:
+	cargo test --quiet
+
+qtest: build
+	QTEST_QEMU_BINARY=$(QEMU_RUN) $(QTEST) --tap -k
+
+check: cargo-test qtest
+
+demo: build
+	bash scripts/demo.sh $(QEMU_RUN)
+
+clean:
+	rm -rf $(QEMU_BUILD) $(BUILD)/bin
+
+distclean:
+	rm -rf $(BUILD) target
