@@ -60,12 +60,12 @@ cargo-test:
 	cargo test --quiet
 
 qtest: build
-	QTEST_QEMU_BINARY=$(QEMU_RUN) $(QTEST) --tap -k
+	bash scripts/run-qtest.sh $(QEMU_RUN) $(QTEST)
 
 check: cargo-test qtest
 
 demo: build
-	bash scripts/demo.sh $(QEMU_RUN)
+	python3 scripts/demo.py $(QEMU_RUN)
 
 clean:
 	rm -rf $(QEMU_BUILD) $(BUILD)/bin

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! `virtio-iommu-rs`: the virtio-pci proxy users plug into the machine.
+
+use std::{
+    ffi::CStr,
+    mem::{offset_of, ManuallyDrop, MaybeUninit},
+    ptr::addr_of,
+};
+
+use common::{uninit_field_mut, Zeroable};
+use hwcore::{
+    bindings::{qdev_prop_uint32, DeviceCategory, Property},
+    DeviceImpl, DevicePropertiesImpl, ResettablePhasesImpl,
+};
+use pci::{PCIDeviceImpl, PCIDeviceMethods};
+use qom::{prelude::*, ObjectImpl, ParentField};
+use util::{ensure, Result};
+use virtio::{
+    bindings::VirtIOPCIProxy as RawProxy, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass,
+    VirtioPciProxyImpl,
+};
+
+use crate::{device::VirtioIommu, TYPE_VIRTIO_IOMMU_RS};
+
+/// `VIRTIO_PCI_ABI_VERSION`, the PCI revision of virtio devices.
+const VIRTIO_PCI_ABI_VERSION: u8 = 1;
+/// `PCI_CLASS_OTHERS`, the class the C device reports.
+const PCI_CLASS_OTHERS: u16 = 0xff;
+
+/// The PCI device: a virtio-pci proxy embedding the backend.
+#[repr(C)]
+#[derive(qom::Object)]
+pub struct VirtioIommuPci {
+    parent_obj: ParentField<VirtIOPCIProxy>,
+    /// Initialized, and finalized, by QOM as a child object of the proxy.
+    vdev: ManuallyDrop<VirtioIommu>,
+}
+
+impl VirtioIommuPci {
+    fn realize(&self) -> Result<()> {
+        // Like the C device: the IOMMU translates for the devices of its
+        // own bus, which must be the root bus.
+        ensure!(
+            self.bus().is_root(),
+            "virtio-iommu-rs must be plugged on the root bus"
+        );
+        self.force_virtio_1();
+        self.realize_backend(self.vdev.upcast())
+    }
+
+    fn class_init(klass: &mut VirtioPCIClass) {
+        klass.class_init::<Self>();
+        let dc = &mut klass.parent_class.parent_class;
+        // The IOMMU of a bus cannot come and go under its endpoints.
+        dc.hotpluggable = false;
+        let misc = DeviceCategory::DEVICE_CATEGORY_MISC as usize;
+        dc.categories[misc / 64] |= 1 << (misc % 64);
+    }
+}
+
+qom_isa!(VirtioIommuPci: VirtIOPCIProxy, pci::PCIDevice, hwcore::DeviceState, Object);
+
+// SAFETY: TYPE_NAME is unique, and the struct starts with its parent.
+unsafe impl ObjectType for VirtioIommuPci {
+    type Class = VirtioPCIClass;
+    const TYPE_NAME: &'static CStr = TYPE_VIRTIO_IOMMU_RS;
+}
+
+impl ObjectImpl for VirtioIommuPci {
+    type ParentType = VirtIOPCIProxy;
+    const TYPE_INFO: qom::bindings::TypeInfo = Self::VIRTIO_PCI_TYPE_INFO;
+    const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
+}
+
+// SAFETY: "class" is virtio-pci's uint32_t class_code field, as for the C
+// device; the backend's properties are aliased onto the proxy by QOM.
+unsafe impl DevicePropertiesImpl for VirtioIommuPci {
+    const PROPERTIES: &'static [Property] = &[Property {
+        name: c"class".as_ptr(),
+        info: addr_of!(qdev_prop_uint32),
+        offset: offset_of!(RawProxy, class_code) as isize,
+        set_default: true,
+        ..Zeroable::ZERO
+    }];
+}
+
+impl ResettablePhasesImpl for VirtioIommuPci {}
+
+impl DeviceImpl for VirtioIommuPci {}
+
+impl PCIDeviceImpl for VirtioIommuPci {
+    const REVISION: Option<u8> = Some(VIRTIO_PCI_ABI_VERSION);
+    const CLASS_ID: Option<u16> = Some(PCI_CLASS_OTHERS);
+}
+
+impl VirtioPciProxyImpl for VirtioIommuPci {
+    const VIRTIO_PCI_REALIZE: fn(&Self) -> Result<()> = Self::realize;
+    type Backend = VirtioIommu;
+
+    fn backend_field(this: &mut MaybeUninit<Self>) -> *mut MaybeUninit<VirtioIommu> {
+        uninit_field_mut!(*this, vdev).as_mut_ptr().cast()
+    }
+}

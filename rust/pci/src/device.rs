@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! Safe wrappers for `PCIDevice`, its class and `PCIBus`.
+
+use std::ffi::CStr;
+
+use common::Opaque;
+use hwcore::{DeviceImpl, DeviceState};
+use qom::{prelude::*, ObjectClass};
+
+use crate::bindings;
+pub use crate::bindings::PCIDeviceClass;
+
+/// A safe wrapper around [`bindings::PCIDevice`].
+#[repr(transparent)]
+#[derive(Debug, common::Wrapper)]
+pub struct PCIDevice(Opaque<bindings::PCIDevice>);
+
+// SAFETY: PCI devices are only accessed with the BQL held.
+unsafe impl Send for PCIDevice {}
+unsafe impl Sync for PCIDevice {}
+
+// SAFETY: TYPE_PCI_DEVICE's instance and class structs are the bindgen ones.
+unsafe impl ObjectType for PCIDevice {
+    type Class = PCIDeviceClass;
+    const TYPE_NAME: &'static CStr =
+        // SAFETY: bindgen emits the C string constant with its terminating NUL.
+        unsafe { CStr::from_bytes_with_nul_unchecked(bindings::TYPE_PCI_DEVICE) };
+}
+
+qom_isa!(PCIDevice: DeviceState, Object);
+
+/// A safe wrapper around [`bindings::PCIBus`].
+#[repr(transparent)]
+#[derive(Debug, common::Wrapper)]
+pub struct PCIBus(Opaque<bindings::PCIBus>);
+
+// SAFETY: buses are only accessed with the BQL held.
+unsafe impl Send for PCIBus {}
+unsafe impl Sync for PCIBus {}
+
+// SAFETY: TYPE_PCI_BUS's instance struct is the bindgen one; Rust code does
+// not use its class.
+unsafe impl ObjectType for PCIBus {
+    type Class = ObjectClass;
+    const TYPE_NAME: &'static CStr =
+        // SAFETY: bindgen emits the C string constant with its terminating NUL.
+        unsafe { CStr::from_bytes_with_nul_unchecked(bindings::TYPE_PCI_BUS) };
+}
+
+qom_isa!(PCIBus: Object);
+
+impl PCIBus {
+    /// Whether this is a root bus (of a host bridge), as opposed to the
+    /// secondary bus of a PCI bridge.
+    pub fn is_root(&self) -> bool {
+        // pci_bus_is_root() is static inline, so bindgen does not emit it.
+        // SAFETY: self is a valid PCIBus; flags is a plain field (BQL).
+        let flags = unsafe { (*self.as_ptr()).flags };
+        flags & bindings::PCI_BUS_IS_ROOT != 0
+    }
+}
+
+/// Class-level identity of a PCI device: what `PCIDeviceClass` holds for
+/// every instance. `None` keeps the value inherited from the parent class.
+pub trait PCIDeviceImpl: DeviceImpl + IsA<PCIDevice> {
+    const VENDOR_ID: Option<u16> = None;
+    const DEVICE_ID: Option<u16> = None;
+    const REVISION: Option<u8> = None;
+    const CLASS_ID: Option<u16> = None;
+}
+
+impl PCIDeviceClass {
+    /// Fill in `PCIDeviceClass` from the [`PCIDeviceImpl`] constants, then
+    /// the parent classes.
+    pub fn class_init<T: PCIDeviceImpl>(&mut self) {
+        if let Some(v) = T::VENDOR_ID {
+            self.vendor_id = v;
+        }
+        if let Some(v) = T::DEVICE_ID {
+            self.device_id = v;
+        }
+        if let Some(v) = T::REVISION {
+            self.revision = v;
+        }
+        if let Some(v) = T::CLASS_ID {
+            self.class_id = v;
+        }
+        self.parent_class.class_init::<T>();
+    }
+}
+
+/// Methods of [`PCIDevice`] and its subclasses.
+pub trait PCIDeviceMethods: ObjectDeref
+where
+    Self::Target: IsA<PCIDevice>,
+{
+    /// The bus the device is plugged into. Only valid once the device has
+    /// been plugged, i.e. from realize on.
+    fn bus(&self) -> &PCIBus {
+        assert!(bql::is_locked());
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: a plugged PCI device's parent bus is a PCIBus, which lives
+        // at least as long as the device.
+        unsafe {
+            let bus = hwcore::bindings::qdev_get_parent_bus(dev.as_mut_ptr().cast());
+            assert!(!bus.is_null());
+            &*bus.cast::<PCIBus>()
+        }
+    }
+}
+
+impl<R: ObjectDeref> PCIDeviceMethods for R where R::Target: IsA<PCIDevice> {}

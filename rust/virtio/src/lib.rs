@@ -1,0 +1,15 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! Rust bindings for QEMU's virtio devices and their virtio-pci proxies:
+//! subclass `TYPE_VIRTIO_DEVICE` and `TYPE_VIRTIO_PCI` from Rust.
+
+pub mod bindings;
+
+mod device;
+pub use device::*;
+
+mod pci;
+pub use pci::*;
+
+mod system;
+pub use system::*;
