@@ -16,6 +16,12 @@ JOBS       ?= $(shell nproc)
 
 FIRMWARE_DIRS := /usr/share/seabios /usr/lib/ipxe/qemu /usr/share/qemu
 
+# Let ccache hit across checkouts in different directories (each CI run is a
+# fresh clone): paths under the checkout are hashed relative to it, and the
+# working directory (recorded in debug info) is left out of the hash.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := true
+
 CONFIGURE_FLAGS := \
 	--target-list=x86_64-softmmu \
 	--without-default-features \
