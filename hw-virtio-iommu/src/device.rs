@@ -12,8 +12,8 @@ use bql::{BqlCell, BqlRefCell};
 use common::{uninit_field_mut, Zeroable};
 use hwcore::{
     bindings::{
-        qdev_prop_array, qdev_prop_bool, qdev_prop_granule_mode, qdev_prop_string,
-        qdev_prop_uint8, Property, Property__bindgen_ty_1,
+        qdev_prop_array, qdev_prop_bool, qdev_prop_granule_mode, qdev_prop_string, qdev_prop_uint8,
+        Property, Property__bindgen_ty_1,
     },
     DeviceImpl, DevicePropertiesImpl, ResettablePhasesImpl,
 };
@@ -88,7 +88,9 @@ unsafe impl DevicePropertiesImpl for VirtioIommu {
             info: addr_of!(qdev_prop_granule_mode),
             offset: offset_of!(VirtioIommu, granule) as isize,
             set_default: true,
-            defval: Property__bindgen_ty_1 { i: GRANULE_MODE_HOST },
+            defval: Property__bindgen_ty_1 {
+                i: GRANULE_MODE_HOST,
+            },
             ..Zeroable::ZERO
         },
         Property {
@@ -159,7 +161,8 @@ impl VirtioIommu {
     /// Check every property and compute the config space; no side effect,
     /// so a refused command line leaves nothing to clean up.
     fn config_from_properties(&self) -> Result<(Config, Vec<ReservedRegion>)> {
-        let granule = Granule::from_qapi(self.granule).ok_or(PropertyError::Granule(self.granule))?;
+        let granule =
+            Granule::from_qapi(self.granule).ok_or(PropertyError::Granule(self.granule))?;
         let config = Config::new(self.aw_bits, granule, host_page_size(), self.boot_bypass)?;
         let regions = parse_reserved_regions(&self.reserved_region_entries())?;
         Ok((config, regions))

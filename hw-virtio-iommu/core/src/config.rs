@@ -127,12 +127,18 @@ mod tests {
         assert_eq!((c.domain_start, c.domain_end), (0, u32::MAX));
         assert_eq!(c.probe_size, 512);
         assert_eq!(c.bypass, 1);
-        assert_eq!(Config::new(64, Granule::Host, 4096, false).unwrap().bypass, 0);
+        assert_eq!(
+            Config::new(64, Granule::Host, 4096, false).unwrap().bypass,
+            0
+        );
     }
 
     #[test]
     fn bad_aw_bits_is_refused() {
-        assert_eq!(Config::new(31, Granule::Size4K, 4096, true), Err(PropertyError::AwBits(31)));
+        assert_eq!(
+            Config::new(31, Granule::Size4K, 4096, true),
+            Err(PropertyError::AwBits(31))
+        );
     }
 
     #[test]
@@ -183,14 +189,24 @@ mod tests {
         let mut c = default_config();
         let mut w = c.to_bytes();
         w[OFF_BYPASS] = 0;
-        assert_eq!(c.driver_write(&w, false), Err(ConfigWriteError::BypassNotNegotiated));
+        assert_eq!(
+            c.driver_write(&w, false),
+            Err(ConfigWriteError::BypassNotNegotiated)
+        );
         w[OFF_BYPASS] = 2;
-        assert_eq!(c.driver_write(&w, true), Err(ConfigWriteError::InvalidBypass(2)));
+        assert_eq!(
+            c.driver_write(&w, true),
+            Err(ConfigWriteError::InvalidBypass(2))
+        );
         assert_eq!(c.bypass, 1, "a refused write changes nothing");
         assert_eq!(
             ConfigWriteError::InvalidBypass(2).to_string(),
             "invalid config.bypass value '2'"
         );
-        assert_eq!(c.driver_write(&w[..OFF_BYPASS], true), Ok(false), "short buffer");
+        assert_eq!(
+            c.driver_write(&w[..OFF_BYPASS], true),
+            Ok(false),
+            "short buffer"
+        );
     }
 }

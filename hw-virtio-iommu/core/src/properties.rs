@@ -131,7 +131,10 @@ pub fn parse_reserved_regions<S: AsRef<str>>(
 
 fn parse_reserved_region(text: &str) -> Option<ReservedRegion> {
     fn hex(s: &str) -> Option<u64> {
-        let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+        let digits = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
         // from_str_radix would accept a sign; the C parser's users never write one.
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
@@ -145,14 +148,21 @@ fn parse_reserved_region(text: &str) -> Option<ReservedRegion> {
     if fields.next().is_some() || kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(ReservedRegion { start, end, kind: kind.parse().ok()? })
+    Some(ReservedRegion {
+        start,
+        end,
+        kind: kind.parse().ok()?,
+    })
 }
 
 /// Check parsed `reserved-regions` entries: a known type, start <= end.
 pub fn check_reserved_regions(regions: &[ReservedRegion]) -> Result<(), PropertyError> {
     for (index, r) in regions.iter().enumerate() {
         if r.kind != RESV_MEM_T_RESERVED && r.kind != RESV_MEM_T_MSI {
-            return Err(PropertyError::ReservedRegionType { index, kind: r.kind });
+            return Err(PropertyError::ReservedRegionType {
+                index,
+                kind: r.kind,
+            });
         }
         if r.end < r.start {
             return Err(PropertyError::ReservedRegionRange {
@@ -211,8 +221,16 @@ mod tests {
         assert_eq!(
             parsed,
             [
-                ReservedRegion { start: 0xfee0_0000, end: 0xfeef_ffff, kind: RESV_MEM_T_MSI },
-                ReservedRegion { start: 0x1000, end: 0x1fff, kind: RESV_MEM_T_RESERVED },
+                ReservedRegion {
+                    start: 0xfee0_0000,
+                    end: 0xfeef_ffff,
+                    kind: RESV_MEM_T_MSI
+                },
+                ReservedRegion {
+                    start: 0x1000,
+                    end: 0x1fff,
+                    kind: RESV_MEM_T_RESERVED
+                },
             ]
         );
         assert_eq!(parse_reserved_regions::<&str>(&[]), Ok(vec![]));
@@ -220,15 +238,28 @@ mod tests {
         assert_eq!(top[0].end, u64::MAX);
 
         for bad in [
-            "", "0x1000", "0x1000:0x2000", "0x1000:0x2000:", "0x1000;0x2000;1",
-            "0x:0x10:0", "g:10:0", "0x1000:0x2000:1:0", "-1:10:0", "0x1000:0x2000:-1",
-            "0x1000:0x2000:0x1", " 0x1000:0x2000:1", "0x10000000000000000:0:0",
+            "",
+            "0x1000",
+            "0x1000:0x2000",
+            "0x1000:0x2000:",
+            "0x1000;0x2000;1",
+            "0x:0x10:0",
+            "g:10:0",
+            "0x1000:0x2000:1:0",
+            "-1:10:0",
+            "0x1000:0x2000:-1",
+            "0x1000:0x2000:0x1",
+            " 0x1000:0x2000:1",
+            "0x10000000000000000:0:0",
             "0x1000:0x2000:4294967296",
         ] {
             let err = parse_reserved_regions(&["0:0:0", bad]).unwrap_err();
             assert_eq!(
                 err,
-                PropertyError::ReservedRegionSyntax { index: 1, text: bad.to_owned() },
+                PropertyError::ReservedRegionSyntax {
+                    index: 1,
+                    text: bad.to_owned()
+                },
                 "{bad:?}"
             );
         }
@@ -242,8 +273,16 @@ mod tests {
     #[test]
     fn reserved_regions() {
         let ok = [
-            ReservedRegion { start: 0xfee0_0000, end: 0xfeef_ffff, kind: RESV_MEM_T_MSI },
-            ReservedRegion { start: 0, end: 0, kind: RESV_MEM_T_RESERVED },
+            ReservedRegion {
+                start: 0xfee0_0000,
+                end: 0xfeef_ffff,
+                kind: RESV_MEM_T_MSI,
+            },
+            ReservedRegion {
+                start: 0,
+                end: 0,
+                kind: RESV_MEM_T_RESERVED,
+            },
         ];
         assert_eq!(check_reserved_regions(&ok), Ok(()));
         assert_eq!(check_reserved_regions(&[]), Ok(()));
@@ -258,10 +297,18 @@ mod tests {
             .to_string()
             .contains("reserved region 1 has an invalid type"));
 
-        let reversed = [ReservedRegion { start: 0x2000, end: 0x1fff, kind: 0 }];
+        let reversed = [ReservedRegion {
+            start: 0x2000,
+            end: 0x1fff,
+            kind: 0,
+        }];
         assert_eq!(
             check_reserved_regions(&reversed),
-            Err(PropertyError::ReservedRegionRange { index: 0, start: 0x2000, end: 0x1fff })
+            Err(PropertyError::ReservedRegionRange {
+                index: 0,
+                start: 0x2000,
+                end: 0x1fff
+            })
         );
     }
 }

@@ -27,8 +27,8 @@ use glib_sys::{
     GSource, GString,
 };
 use hwcore::bindings::{DeviceClass, DeviceState, Property, PropertyInfo};
-use pci::bindings::{PCIBus, PCIDevice, PCIDeviceClass};
 use migration::bindings::VMStateDescription;
+use pci::bindings::{PCIBus, PCIDevice, PCIDeviceClass};
 use qom::bindings::{Object, ObjectClass};
 use system::bindings::MemoryRegion;
 use util::bindings::Error;

@@ -203,7 +203,11 @@ where
         let msg = CString::new(msg.replace('\0', " ")).unwrap();
         // SAFETY: "%s" consumes exactly the one C string passed.
         unsafe {
-            bindings::virtio_error(self.vdev_ptr(), c"%s".as_ptr(), msg.as_ptr().cast::<c_char>())
+            bindings::virtio_error(
+                self.vdev_ptr(),
+                c"%s".as_ptr(),
+                msg.as_ptr().cast::<c_char>(),
+            )
         }
     }
 }

@@ -14,8 +14,8 @@ use pci::{PCIDevice, PCIDeviceImpl};
 use qom::prelude::*;
 use util::{Error, Result};
 
-use crate::{bindings, VirtIODevice};
 pub use crate::bindings::VirtioPCIClass;
+use crate::{bindings, VirtIODevice};
 
 /// A safe wrapper around [`bindings::VirtIOPCIProxy`].
 #[repr(transparent)]
@@ -45,11 +45,17 @@ struct Interfaces([qom::bindings::InterfaceInfo; 3]);
 unsafe impl Sync for Interfaces {}
 
 static VIRTIO_PCI_INTERFACES: Interfaces = Interfaces([
-    qom::bindings::InterfaceInfo { type_: pci::bindings::INTERFACE_PCIE_DEVICE.as_ptr().cast() },
     qom::bindings::InterfaceInfo {
-        type_: pci::bindings::INTERFACE_CONVENTIONAL_PCI_DEVICE.as_ptr().cast(),
+        type_: pci::bindings::INTERFACE_PCIE_DEVICE.as_ptr().cast(),
     },
-    qom::bindings::InterfaceInfo { type_: std::ptr::null() },
+    qom::bindings::InterfaceInfo {
+        type_: pci::bindings::INTERFACE_CONVENTIONAL_PCI_DEVICE
+            .as_ptr()
+            .cast(),
+    },
+    qom::bindings::InterfaceInfo {
+        type_: std::ptr::null(),
+    },
 ]);
 
 /// Virtual methods of a virtio-pci proxy (`VirtioPCIClass`).
@@ -85,7 +91,9 @@ pub trait VirtioPciProxyImpl: PCIDeviceImpl + IsA<VirtIOPCIProxy> {
     };
 }
 
-unsafe extern "C" fn rust_proxy_instance_init<T: VirtioPciProxyImpl>(obj: *mut qom::bindings::Object) {
+unsafe extern "C" fn rust_proxy_instance_init<T: VirtioPciProxyImpl>(
+    obj: *mut qom::bindings::Object,
+) {
     // SAFETY: QOM calls instance_init with zeroed memory for an instance of
     // T, whose parent part is already initialized.
     unsafe {
@@ -140,7 +148,10 @@ impl VirtioPCIClass {
 /// `instance_init`) and `backend` a field of it with room for a `B`; the
 /// backend is then finalized by QOM when the proxy is, so the proxy must
 /// never drop the field itself.
-unsafe fn init_backend<B: ObjectType>(proxy: *mut qom::bindings::Object, backend: *mut MaybeUninit<B>) {
+unsafe fn init_backend<B: ObjectType>(
+    proxy: *mut qom::bindings::Object,
+    backend: *mut MaybeUninit<B>,
+) {
     // SAFETY: guaranteed by the caller; the C function initializes the
     // object in place with the type's instance_init.
     unsafe {
