@@ -31,7 +31,7 @@ CONFIGURE_FLAGS := \
 	--firmwarepath=$(subst $() ,:,$(FIRMWARE_DIRS)) \
 	--cc="ccache cc" --host-cc="ccache cc" --cxx="ccache c++"
 
-.PHONY: all deps qemu build check cargo-test qtest demo clean distclean
+.PHONY: all deps qemu build check cargo-test qtest lint demo clean distclean
 all: build
 
 deps: $(BUILD)/.deps-installed
@@ -68,7 +68,10 @@ cargo-test:
 qtest: build
 	bash scripts/run-qtest.sh $(QEMU_RUN) $(QTEST)
 
-check: cargo-test qtest
+lint: build
+	bash scripts/lint.sh $(QEMU_BUILD)
+
+check: cargo-test qtest lint
 
 demo: build
 	python3 scripts/demo.py $(QEMU_RUN)

@@ -230,7 +230,9 @@ impl Drop for VirtioIommu {
     fn drop(&mut self) {
         // qdev's array property freed the strings but not the array.
         // SAFETY: the array was allocated with g_malloc by qdev (or is NULL).
-        unsafe { glib_sys::g_free(self.resv_entries.cast()) };
+        unsafe {
+            glib_sys::g_free(self.resv_entries.cast());
+        }
     }
 }
 

@@ -19,7 +19,9 @@
     clippy::ptr_offset_with_cast,
     clippy::useless_transmute,
     clippy::missing_safety_doc,
-    clippy::too_many_arguments
+    clippy::too_many_arguments,
+    clippy::type_complexity,
+    clippy::non_canonical_clone_impl
 )]
 
 use glib_sys::{

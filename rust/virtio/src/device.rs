@@ -81,7 +81,9 @@ unsafe extern "C" fn rust_virtio_realize<T: VirtioDeviceImpl>(
     let state = unsafe { &*dev.cast::<T>() };
     let result = T::VIRTIO_REALIZE(state);
     // SAFETY: errp comes from the virtio core's realize.
-    unsafe { Error::ok_or_propagate(result, errp) };
+    unsafe {
+        Error::ok_or_propagate(result, errp);
+    }
 }
 
 unsafe extern "C" fn rust_virtio_unrealize<T: VirtioDeviceImpl>(
@@ -196,7 +198,7 @@ where
         features & (1u64 << bit) != 0
     }
 
-    /// Report a driver error: the device is marked broken (NEEDS_RESET) until
+    /// Report a driver error: the device is marked broken (`NEEDS_RESET`) until
     /// the driver resets it, as `virtio_error` does for C devices.
     fn virtio_error(&self, msg: &str) {
         assert!(bql::is_locked());

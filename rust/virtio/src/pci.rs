@@ -38,7 +38,7 @@ qom_isa!(VirtIOPCIProxy: PCIDevice, DeviceState, Object);
 
 /// The interfaces of a concrete virtio-pci type: like QEMU's generic C
 /// virtio-pci types, it can sit on PCI Express and conventional PCI buses
-/// (PCI's class_base_init insists on one of them).
+/// (PCI's `class_base_init` insists on one of them).
 struct Interfaces([qom::bindings::InterfaceInfo; 3]);
 
 // SAFETY: the array only holds pointers to static C strings.
@@ -72,7 +72,7 @@ pub trait VirtioPciProxyImpl: PCIDeviceImpl + IsA<VirtIOPCIProxy> {
     fn backend_field(this: &mut MaybeUninit<Self>) -> *mut MaybeUninit<Self::Backend>;
 
     /// The `TypeInfo` to register, used as `ObjectImpl::TYPE_INFO`: a
-    /// concrete type with the virtio-pci interfaces, whose instance_init
+    /// concrete type with the virtio-pci interfaces, whose `instance_init`
     /// embeds the backend.
     const VIRTIO_PCI_TYPE_INFO: qom::bindings::TypeInfo = qom::bindings::TypeInfo {
         name: Self::TYPE_NAME.as_ptr(),
@@ -127,7 +127,9 @@ unsafe extern "C" fn rust_virtio_pci_realize<T: VirtioPciProxyImpl>(
     let state = unsafe { &*proxy.cast::<T>() };
     let result = T::VIRTIO_PCI_REALIZE(state);
     // SAFETY: errp comes from virtio-pci's realize.
-    unsafe { Error::ok_or_propagate(result, errp) };
+    unsafe {
+        Error::ok_or_propagate(result, errp);
+    }
 }
 
 impl VirtioPCIClass {
