@@ -2,10 +2,34 @@
 
 //! The parts of the virtio-iommu-rs device that need no QEMU: the
 //! virtio-iommu config space and feature bits (virtio spec 5.13.3-5.13.4),
-//! and the checks of the device's user-visible properties. The QEMU glue in
-//! the parent crate only moves bytes between QEMU and this crate, so all of
-//! it is unit-tested with `cargo test`.
+//! the checks of the device's user-visible properties, and the device
+//! itself (spec 5.13.6): request decoding, endpoints, domains, mappings,
+//! PROBE answers, translation, notifier events and fault reports. The QEMU
+//! glue in the parent crate only moves bytes between QEMU and this crate,
+//! so all of it is unit-tested with `cargo test`.
+//!
+//! The glue's entry points are [`Device::handle_request`] (request queue),
+//! [`Device::translate`] (IOMMU memory region), [`FaultQueue::deliver`]
+//! (event queue), and the [`NotifierEvent`]s they return.
+
+#![forbid(unsafe_code)]
 
 pub mod config;
+pub mod device;
+pub mod events;
+pub mod fault;
 pub mod features;
+pub mod mappings;
 pub mod properties;
+pub mod request;
+pub mod reserved;
+pub mod status;
+pub mod translate;
+
+pub use device::{Device, DeviceConfig, Reply, Response};
+pub use events::{aligned_blocks, NotifierEvent, Perm};
+pub use fault::{Fault, FaultDelivery, FaultQueue, FaultReason};
+pub use mappings::{MapFlags, Mapping, Mappings};
+pub use request::{decode, DecodeError, Request};
+pub use status::Status;
+pub use translate::{Access, Translated};
