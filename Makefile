@@ -8,7 +8,7 @@ BUILD      ?= $(CURDIR)/build
 QEMU_SRC   := $(BUILD)/qemu-src
 QEMU_BUILD := $(BUILD)/qemu-build
 QEMU       := $(QEMU_BUILD)/qemu-system-x86_64
-QTEST      := $(QEMU_BUILD)/tests/qtest/virtio-iommu-rs-test
+QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test
 # A wrapper with the same name as the emulator (libqtest reads the target
 # from it) that adds Debian's firmware directories.
 QEMU_RUN   := $(BUILD)/bin/qemu-system-x86_64
@@ -55,7 +55,7 @@ $(QEMU_BUILD)/build.ninja: $(QEMU_SRC)/.prepared
 qemu: $(QEMU_BUILD)/build.ninja
 
 build: $(QEMU_BUILD)/build.ninja $(QEMU_RUN)
-	ninja -C $(QEMU_BUILD) -j$(JOBS) qemu-system-x86_64 tests/qtest/virtio-iommu-rs-test
+	ninja -C $(QEMU_BUILD) -j$(JOBS) qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
 
 $(QEMU_RUN): Makefile
 	mkdir -p $(dir $@)
@@ -66,7 +66,7 @@ cargo-test:
 	cargo test --quiet
 
 qtest: build
-	bash scripts/run-qtest.sh $(QEMU_RUN) $(QTEST)
+	bash scripts/run-qtest.sh $(QEMU_RUN) $(addprefix $(QEMU_BUILD)/tests/qtest/,$(QTESTS))
 
 lint: build
 	bash scripts/lint.sh $(QEMU_BUILD)

@@ -63,9 +63,11 @@ for p in "$here"/patches/qemu/*.patch; do
 done
 
 # The project is built as part of QEMU's tree: rust/hw/virtio-iommu-rs is the
-# checkout itself, and the qtest source is linked where QEMU's qtests live.
+# checkout itself, and the qtest sources are linked where QEMU's qtests live.
 ln -s "$here" "$src.tmp/rust/hw/virtio-iommu-rs"
-ln -s "$here/tests-qtest/virtio-iommu-rs-test.c" "$src.tmp/tests/qtest/virtio-iommu-rs-test.c"
+for t in "$here"/tests-qtest/*.c; do
+    ln -s "$t" "$src.tmp/tests/qtest/$(basename "$t")"
+done
 
 mv "$src.tmp" "$src"
 log "QEMU $QEMU_VERSION ready in $src"

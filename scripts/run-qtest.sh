@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Run a qtest binary in TAP mode and close with one "N passed, N failed"
-# line. Usage: run-qtest.sh QEMU_BINARY QTEST_BINARY [qtest args...]
+# Run qtest binaries in TAP mode and close with one "N passed, N failed"
+# line. Usage: run-qtest.sh QEMU_BINARY QTEST_BINARY...
 set -uo pipefail
-qemu=$1 test=$2
-shift 2
+qemu=$1
+shift
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-QTEST_QEMU_BINARY=$qemu "$test" --tap -k "$@" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+rc=0
+for test in "$@"; do
+    QTEST_QEMU_BINARY=$qemu "$test" --tap -k 2>&1 | tee -a "$log"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+done
 passed=$(grep -c '^ok ' "$log")
 failed=$(grep -c '^not ok ' "$log")
 echo "qtest: $passed passed, $failed failed"

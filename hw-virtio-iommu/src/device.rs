@@ -5,7 +5,7 @@
 use std::{
     ffi::{c_char, c_int, CStr},
     mem::{offset_of, size_of},
-    ptr::addr_of,
+    ptr::{addr_of, NonNull},
 };
 
 use bql::{BqlCell, BqlRefCell};
@@ -15,17 +15,19 @@ use hwcore::{
         qdev_prop_array, qdev_prop_bool, qdev_prop_granule_mode, qdev_prop_string, qdev_prop_uint8,
         Property, Property__bindgen_ty_1,
     },
-    DeviceImpl, DevicePropertiesImpl, ResettablePhasesImpl,
+    DeviceImpl, DevicePropertiesImpl, ResetType, ResettablePhasesImpl,
 };
 use migration::{VMStateDescription, VMStateDescriptionBuilder};
+use pci::{bindings::AddressSpace, PCIBus, PciIommu, SystemMemoryAddressSpace};
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use util::Result;
 use virtio::{
-    host_page_size, register_system_reset, unregister_system_reset, SystemReset, VirtIODevice,
-    VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
+    add_queue, host_page_size, register_system_reset, unregister_system_reset, SystemReset,
+    VirtIODevice, VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
 };
 use virtio_iommu_core::{
     config::{Config, CONFIG_SIZE},
+    device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
 };
@@ -35,14 +37,43 @@ use crate::TYPE_VIRTIO_IOMMU_RS_DEVICE;
 /// Entries in each virtqueue, as in the C device.
 const QUEUE_SIZE: u16 = 256;
 
+/// Index of the request queue; the event queue follows it.
+const REQUEST_QUEUE: u16 = 0;
+
+/// Bytes of a request the device reads: the largest request (PROBE, 72
+/// bytes) and more; trailing bytes are ignored, so a guest cannot make the
+/// device copy a huge buffer.
+const MAX_REQUEST_LEN: usize = 128;
+
 /// The virtqueues, created at realize.
 #[derive(Debug)]
 struct Queues {
-    /// Driver requests (ATTACH, MAP, ...). Not processed yet: its buffers
-    /// stay with the device rather than being answered with made-up statuses.
+    /// Driver requests (ATTACH, MAP, ...).
     request: VirtQueue,
     /// Fault reports to the driver.
     event: VirtQueue,
+}
+
+/// A PCI device behind the IOMMU. Its endpoint id is its requester id,
+/// which depends on the bus number the guest gives its bus, so it is
+/// computed when requests are handled.
+#[derive(Debug)]
+struct Endpoint {
+    bus: NonNull<PCIBus>,
+    devfn: u8,
+    /// The id registered with the core, if any.
+    id: Option<u32>,
+    /// Where its DMA goes. For now the IOMMU does not translate: this
+    /// reaches system memory.
+    space: SystemMemoryAddressSpace,
+}
+
+impl Endpoint {
+    fn requester_id(&self) -> u32 {
+        // SAFETY: buses outlive the devices plugged into them.
+        let bus = unsafe { self.bus.as_ref() };
+        u32::from(bus.bus_num()) << 8 | u32::from(self.devfn)
+    }
 }
 
 /// The virtio-iommu backend (`virtio-iommu-rs-device`).
@@ -61,10 +92,17 @@ pub struct VirtioIommu {
     resv_count: u32,
     resv_entries: *mut *mut c_char,
 
+    /// The root bus the proxy sits on, set before realize: the IOMMU
+    /// serves its devices.
+    primary_bus: BqlCell<Option<NonNull<PCIBus>>>,
+
     // State.
     config: BqlCell<Config>,
     reserved_regions: BqlRefCell<Vec<ReservedRegion>>,
     queues: BqlRefCell<Option<Queues>>,
+    /// Domains, endpoints and mappings, from realize on.
+    core: BqlRefCell<Option<Device>>,
+    endpoints: BqlRefCell<Vec<Endpoint>>,
 }
 
 // SAFETY: the raw pointer is only touched with the BQL held, like the rest.
@@ -133,6 +171,14 @@ impl VirtioIommu {
         }));
         uninit_field_mut!(*this, reserved_regions).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, queues).write(BqlRefCell::new(None));
+        uninit_field_mut!(*this, primary_bus).write(BqlCell::new(None));
+        uninit_field_mut!(*this, core).write(BqlRefCell::new(None));
+        uninit_field_mut!(*this, endpoints).write(BqlRefCell::new(Vec::new()));
+    }
+
+    /// Serve the devices of `bus`; called by the proxy before realize.
+    pub fn set_primary_bus(&self, bus: &PCIBus) {
+        self.primary_bus.set(Some(NonNull::from(bus)));
     }
 
     /// The `reserved-regions` strings as set by the user.
@@ -170,16 +216,79 @@ impl VirtioIommu {
 
     fn realize(&self) -> Result<()> {
         let (config, regions) = self.config_from_properties()?;
+        let bus = self.primary_bus.get();
+        util::ensure!(
+            bus.is_some(),
+            "virtio-iommu-rs is not attached to any PCI bus"
+        );
         self.config.set(config);
+        *self.core.borrow_mut() = Some(Device::new(
+            DeviceConfig::new(&config, &regions),
+            self.boot_bypass,
+        ));
         *self.reserved_regions.borrow_mut() = regions;
 
         self.virtio_init(VIRTIO_ID_IOMMU, CONFIG_SIZE);
         *self.queues.borrow_mut() = Some(Queues {
-            request: self.add_queue(QUEUE_SIZE, None),
-            event: self.add_queue(QUEUE_SIZE, None),
+            request: add_queue(self, QUEUE_SIZE, true),
+            event: add_queue(self, QUEUE_SIZE, false),
         });
         register_system_reset(self);
+        // SAFETY: the bus outlives the IOMMU plugged into it.
+        unsafe { bus.unwrap().as_ref() }.setup_iommu(self);
         Ok(())
+    }
+
+    /// Register with the core the endpoints whose requester id changed
+    /// since the last request (the guest numbers the buses after boot).
+    fn sync_endpoints(&self, core: &mut Device) {
+        for ep in self.endpoints.borrow_mut().iter_mut() {
+            let id = ep.requester_id();
+            if ep.id != Some(id) {
+                if let Some(old) = ep.id {
+                    core.remove_endpoint(old);
+                }
+                core.add_endpoint(id);
+                ep.id = Some(id);
+            }
+        }
+    }
+
+    /// Answer every request the driver made available, as the C device
+    /// does: a chain too small for a head and a tail is a driver error that
+    /// stops the queue until the device is reset.
+    fn handle_requests(&self) {
+        let queues = self.queues.borrow();
+        let Some(vq) = queues.as_ref().map(|q| &q.request) else {
+            return;
+        };
+        let mut core = self.core.borrow_mut();
+        let Some(core) = core.as_mut() else {
+            return;
+        };
+        self.sync_endpoints(core);
+        while let Some(elem) = vq.pop() {
+            let request = elem.read(MAX_REQUEST_LEN);
+            let reply = core.handle_request(&request, elem.writable_len());
+            match reply.response {
+                Response::Used(bytes) => {
+                    let written = elem.write(&bytes);
+                    vq.push(elem, u32::try_from(written).unwrap_or(u32::MAX));
+                    self.notify(vq);
+                }
+                Response::BadHeadTail => {
+                    drop(elem);
+                    self.virtio_error("virtio-iommu bad head/tail size");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn handle_output(&self, queue: u16) {
+        if queue == REQUEST_QUEUE {
+            self.handle_requests();
+        }
     }
 
     fn unrealize(&self) {
@@ -205,8 +314,27 @@ impl VirtioIommu {
     fn set_config(&self, written: &[u8]) {
         let mut config = self.config.get();
         match config.driver_write(written, self.guest_has_feature(features::BYPASS_CONFIG)) {
-            Ok(_) => self.config.set(config),
+            Ok(changed) => {
+                self.config.set(config);
+                if changed {
+                    self.set_core_bypass(config.bypass != 0);
+                }
+            }
             Err(e) => self.virtio_error(&e.to_string()),
+        }
+    }
+
+    fn set_core_bypass(&self, bypass: bool) {
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.set_bypass(bypass);
+        }
+    }
+
+    /// A device (cold) reset forgets every domain and attachment, as in the
+    /// C device; a driver's virtio reset does not. `bypass` is sticky.
+    fn reset_exit(&self, _type: ResetType) {
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.reset();
         }
     }
 
@@ -223,6 +351,32 @@ impl SystemReset for VirtioIommu {
         let mut config = self.config.get();
         config.bypass = self.boot_bypass.into();
         self.config.set(config);
+        self.set_core_bypass(self.boot_bypass);
+    }
+}
+
+impl PciIommu for VirtioIommu {
+    /// Each device on the bus gets its own address space; the device
+    /// learns its endpoints this way, as the C device does.
+    fn address_space(&self, bus: &PCIBus, devfn: u8) -> *mut AddressSpace {
+        let mut endpoints = self.endpoints.borrow_mut();
+        let bus_ptr = NonNull::from(bus);
+        if let Some(ep) = endpoints
+            .iter()
+            .find(|e| e.bus == bus_ptr && e.devfn == devfn)
+        {
+            return ep.space.as_mut_ptr();
+        }
+        let name = format!("virtio-iommu-rs-{:02x}.{:x}", devfn >> 3, devfn & 7);
+        let ep = Endpoint {
+            bus: bus_ptr,
+            devfn,
+            id: None,
+            space: SystemMemoryAddressSpace::new(&name),
+        };
+        let space = ep.space.as_mut_ptr();
+        endpoints.push(ep);
+        space
     }
 }
 
@@ -262,9 +416,10 @@ impl DeviceImpl for VirtioIommu {
     const VMSTATE: Option<VMStateDescription<Self>> = Some(VMSTATE_VIRTIO_IOMMU_RS);
 }
 
-// The device holds no domains or mappings yet, so a device reset has
-// nothing to clear; `bypass` is sticky across it (spec 5.13.4).
-impl ResettablePhasesImpl for VirtioIommu {}
+impl ResettablePhasesImpl for VirtioIommu {
+    // The exit phase, as the C device: DMA has been quiesced by then.
+    const EXIT: Option<fn(&Self, ResetType)> = Some(Self::reset_exit);
+}
 
 impl VirtioDeviceImpl for VirtioIommu {
     const VIRTIO_REALIZE: fn(&Self) -> Result<()> = Self::realize;
@@ -272,4 +427,5 @@ impl VirtioDeviceImpl for VirtioIommu {
     const GET_FEATURES: Option<fn(&Self, u64) -> u64> = Some(Self::get_features);
     const GET_CONFIG: Option<fn(&Self, &mut [u8])> = Some(Self::get_config);
     const SET_CONFIG: Option<fn(&Self, &[u8])> = Some(Self::set_config);
+    const HANDLE_OUTPUT: Option<fn(&Self, u16)> = Some(Self::handle_output);
 }

@@ -41,10 +41,12 @@ impl VirtioIommuPci {
     fn realize(&self) -> Result<()> {
         // Like the C device: the IOMMU translates for the devices of its
         // own bus, which must be the root bus.
+        let bus = self.bus();
         ensure!(
-            self.bus().is_root(),
+            bus.is_root(),
             "virtio-iommu-rs must be plugged on the root bus"
         );
+        self.vdev.set_primary_bus(bus);
         self.force_virtio_1();
         self.realize_backend(self.vdev.upcast())
     }

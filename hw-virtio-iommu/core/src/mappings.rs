@@ -60,6 +60,7 @@ impl MapFlags {
         self.0 & Self::MMIO.0 != 0
     }
 
+    #[must_use]
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }

@@ -66,7 +66,7 @@ pub fn normalize(regions: &[ReservedRegion]) -> Vec<ReservedRegion> {
     list
 }
 
-/// The 24 bytes of one RESV_MEM property.
+/// The 24 bytes of one `RESV_MEM` property.
 pub fn encode_resv_mem(region: &ReservedRegion) -> [u8; RESV_MEM_PROP_SIZE] {
     let mut out = [0u8; RESV_MEM_PROP_SIZE];
     let fields: [&[u8]; 6] = [
@@ -85,7 +85,7 @@ pub fn encode_resv_mem(region: &ReservedRegion) -> [u8; RESV_MEM_PROP_SIZE] {
     out
 }
 
-/// The `properties` bytes of a PROBE answer: one RESV_MEM property per
+/// The `properties` bytes of a PROBE answer: one `RESV_MEM` property per
 /// region, then zeroes up to `probe_size` (a zero type ends the list).
 /// `None` if they do not fit: the C device then answers INVAL.
 pub fn encode_properties(regions: &[ReservedRegion], probe_size: usize) -> Option<Vec<u8>> {
@@ -101,9 +101,9 @@ pub fn encode_properties(regions: &[ReservedRegion], probe_size: usize) -> Optio
     Some(out)
 }
 
-/// Parse the RESV_MEM properties of a PROBE answer, as a driver does: stop
+/// Parse the `RESV_MEM` properties of a PROBE answer, as a driver does: stop
 /// at a zero type or when the next header does not fit; skip other types.
-/// Returns `None` for a RESV_MEM property whose length is too short.
+/// Returns `None` for a `RESV_MEM` property whose length is too short.
 pub fn parse_properties(mut props: &[u8]) -> Option<Vec<ReservedRegion>> {
     let mut regions = Vec::new();
     while let Some((head, rest)) = props.split_first_chunk::<4>() {

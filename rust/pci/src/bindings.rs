@@ -39,3 +39,6 @@ include!("bindings.inc.rs");
 
 #[cfg(not(MESON))]
 include!(concat!(env!("OUT_DIR"), "/bindings.inc.rs"));
+
+// SAFETY: a vtable of function pointers, all of which may be None.
+unsafe impl common::Zeroable for PCIIOMMUOps {}

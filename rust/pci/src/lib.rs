@@ -7,3 +7,6 @@ pub mod bindings;
 
 mod device;
 pub use device::*;
+
+mod iommu;
+pub use iommu::*;

@@ -13,8 +13,8 @@ use hwcore::{DeviceImpl, DeviceState};
 use qom::prelude::*;
 use util::{Error, Result};
 
-use crate::bindings;
 pub use crate::bindings::VirtioDeviceClass;
+use crate::{bindings, VirtQueue};
 
 /// A safe wrapper around [`bindings::VirtIODevice`].
 #[repr(transparent)]
@@ -35,16 +35,6 @@ unsafe impl ObjectType for VirtIODevice {
 
 qom_isa!(VirtIODevice: DeviceState, Object);
 
-/// A virtqueue created by [`VirtIODeviceMethods::add_queue`]. It belongs to
-/// the device and must be given back with
-/// [`VirtIODeviceMethods::delete_queue`] at unrealize.
-#[derive(Debug)]
-pub struct VirtQueue(NonNull<bindings::VirtQueue>);
-
-// SAFETY: virtqueues are only used with the BQL held.
-unsafe impl Send for VirtQueue {}
-unsafe impl Sync for VirtQueue {}
-
 /// Virtual methods of a virtio device (`VirtioDeviceClass`). Note that the
 /// qdev-level `DeviceImpl::REALIZE` must stay `None`: the virtio core's own
 /// realize calls [`VirtioDeviceImpl::VIRTIO_REALIZE`] and then plugs the
@@ -60,6 +50,36 @@ pub trait VirtioDeviceImpl: DeviceImpl + IsA<VirtIODevice> {
     const GET_CONFIG: Option<fn(&Self, &mut [u8])> = None;
     /// Take the config space after a driver write into it.
     const SET_CONFIG: Option<fn(&Self, &[u8])> = None;
+    /// The driver made buffers available on a queue added with a handler:
+    /// called with the queue's index.
+    const HANDLE_OUTPUT: Option<fn(&Self, u16)> = None;
+}
+
+unsafe extern "C" fn rust_handle_output<T: VirtioDeviceImpl>(
+    vdev: *mut bindings::VirtIODevice,
+    vq: *mut bindings::VirtQueue,
+) {
+    // SAFETY: the virtio core calls the handler with an instance of T and
+    // one of its queues.
+    let (state, index) = unsafe { (&*vdev.cast::<T>(), bindings::virtio_get_queue_index(vq)) };
+    T::HANDLE_OUTPUT.unwrap()(state, index);
+}
+
+/// Add a virtqueue of `size` entries to `dev`. With `handled`, driver
+/// notifications call [`VirtioDeviceImpl::HANDLE_OUTPUT`]; without, they are
+/// ignored and the buffers stay with the device.
+pub fn add_queue<T: VirtioDeviceImpl>(dev: &T, size: u16, handled: bool) -> VirtQueue {
+    assert!(bql::is_locked());
+    assert!(!handled || T::HANDLE_OUTPUT.is_some());
+    let handler: bindings::VirtIOHandleOutput = if handled {
+        Some(rust_handle_output::<T>)
+    } else {
+        None
+    };
+    // SAFETY: the device is being realized and has room for more queues
+    // (virtio_add_queue aborts past VIRTIO_QUEUE_MAX, a programming error).
+    let vq = unsafe { bindings::virtio_add_queue(dev.vdev_ptr(), size.into(), handler) };
+    VirtQueue(NonNull::new(vq).expect("virtio_add_queue"))
 }
 
 /// Recover `&T` and the config slice from the C arguments.
@@ -172,21 +192,19 @@ where
         unsafe { bindings::virtio_cleanup(self.vdev_ptr()) }
     }
 
-    /// Add a virtqueue of `size` entries. With no handler the queue's
-    /// notifications are ignored and its buffers stay with the device.
-    fn add_queue(&self, size: u16, handler: bindings::VirtIOHandleOutput) -> VirtQueue {
-        assert!(bql::is_locked());
-        // SAFETY: the device is being realized and has room for more queues
-        // (virtio_add_queue aborts past VIRTIO_QUEUE_MAX, a programming error).
-        let vq = unsafe { bindings::virtio_add_queue(self.vdev_ptr(), size.into(), handler) };
-        VirtQueue(NonNull::new(vq).expect("virtio_add_queue"))
-    }
-
-    /// Give back a queue created by [`Self::add_queue`].
+    /// Give back a queue created by [`add_queue`].
     fn delete_queue(&self, vq: VirtQueue) {
         assert!(bql::is_locked());
         // SAFETY: vq came from virtio_add_queue and is deleted once (by value).
         unsafe { bindings::virtio_delete_queue(vq.0.as_ptr()) }
+    }
+
+    /// Tell the driver that `vq` has used buffers (an interrupt, unless
+    /// the driver suppressed it).
+    fn notify(&self, vq: &VirtQueue) {
+        assert!(bql::is_locked());
+        // SAFETY: vq belongs to this device.
+        unsafe { bindings::virtio_notify(self.vdev_ptr(), vq.0.as_ptr()) }
     }
 
     /// Whether the driver accepted feature bit `bit` (below 64).

@@ -11,5 +11,8 @@ pub use device::*;
 mod pci;
 pub use pci::*;
 
+mod queue;
+pub use queue::*;
+
 mod system;
 pub use system::*;
