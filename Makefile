@@ -31,7 +31,7 @@ CONFIGURE_FLAGS := \
 	--firmwarepath=$(subst $() ,:,$(FIRMWARE_DIRS)) \
 	--cc="ccache cc" --host-cc="ccache cc" --cxx="ccache c++"
 
-.PHONY: all deps qemu build check cargo-test qtest lint demo clean distclean
+.PHONY: all deps qemu build check cargo-test qtest lint fuzz demo clean distclean
 all: build
 
 deps: $(BUILD)/.deps-installed
@@ -72,6 +72,14 @@ lint: build
 	bash scripts/lint.sh $(QEMU_BUILD)
 
 check: cargo-test qtest lint
+
+# Fuzz the core's request handling (not part of check: cargo-fuzz needs
+# libFuzzer's unstable compiler flags, allowed here with RUSTC_BOOTSTRAP).
+FUZZ_SECONDS ?= 60
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd hw-virtio-iommu/core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run requests -- \
+		-max_total_time=$(FUZZ_SECONDS)
 
 demo: build
 	python3 scripts/demo.py $(QEMU_RUN)
