@@ -71,7 +71,7 @@ qtest: build
 lint: build
 	bash scripts/lint.sh $(QEMU_BUILD)
 
-check: cargo-test qtest lint
+check: cargo-test lint qtest
 
 # Fuzz the core's request handling (not part of check: cargo-fuzz needs
 # libFuzzer's unstable compiler flags, allowed here with RUSTC_BOOTSTRAP).
