@@ -10,13 +10,8 @@ use crate::properties::{input_range_end, Granule, PropertyError};
 /// Size of the config space: 40 bytes.
 pub const CONFIG_SIZE: usize = 40;
 
-const OFF_PAGE_SIZE_MASK: usize = 0;
-const OFF_INPUT_START: usize = 8;
-const OFF_INPUT_END: usize = 16;
-const OFF_DOMAIN_START: usize = 24;
-const OFF_DOMAIN_END: usize = 28;
-const OFF_PROBE_SIZE: usize = 32;
-/// Offset of the driver-writable `bypass` byte.
+/// Offset of the driver-writable `bypass` byte (after `page_size_mask`,
+/// `input_range`, `domain_range` and `probe_size`).
 pub const OFF_BYPASS: usize = 36;
 
 /// Bytes the device offers for each PROBE answer's properties (the C
@@ -54,18 +49,23 @@ impl Config {
         })
     }
 
-    /// The little-endian bytes the driver reads.
+    /// The little-endian bytes the driver reads: the fields in order,
+    /// then 3 reserved zero bytes.
     pub fn to_bytes(&self) -> [u8; CONFIG_SIZE] {
-        let mut b = [0u8; CONFIG_SIZE];
-        let mut put = |off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
-        put(OFF_PAGE_SIZE_MASK, &self.page_size_mask.to_le_bytes());
-        put(OFF_INPUT_START, &self.input_start.to_le_bytes());
-        put(OFF_INPUT_END, &self.input_end.to_le_bytes());
-        put(OFF_DOMAIN_START, &self.domain_start.to_le_bytes());
-        put(OFF_DOMAIN_END, &self.domain_end.to_le_bytes());
-        put(OFF_PROBE_SIZE, &self.probe_size.to_le_bytes());
-        put(OFF_BYPASS, &[self.bypass]);
-        b
+        let fields: [&[u8]; 7] = [
+            &self.page_size_mask.to_le_bytes(),
+            &self.input_start.to_le_bytes(),
+            &self.input_end.to_le_bytes(),
+            &self.domain_start.to_le_bytes(),
+            &self.domain_end.to_le_bytes(),
+            &self.probe_size.to_le_bytes(),
+            &[self.bypass],
+        ];
+        let mut out = [0u8; CONFIG_SIZE];
+        for (dst, src) in out.iter_mut().zip(fields.into_iter().flatten()) {
+            *dst = *src;
+        }
+        out
     }
 
     /// Apply a driver write into the config space: only `bypass` is

@@ -10,17 +10,6 @@
 //! attached to them: ATTACH creates one, and it is freed with its mappings
 //! when its last endpoint leaves, by DETACH or by an ATTACH elsewhere.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Config;

@@ -14,17 +14,6 @@
 //! neither READ nor WRITE, and MMIO mappings. Unmap events are sent for
 //! every mapping, as in C.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use crate::mappings::Mapping;
 
 /// Access rights of a notified mapping (QEMU's `IOMMUAccessFlags`).

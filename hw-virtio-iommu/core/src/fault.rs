@@ -9,17 +9,6 @@
 //! consumed, or drop the event") and loses fewer reports. A glue that wants
 //! the C behaviour drains right after each translation and clears the rest.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use std::collections::VecDeque;
 
 /// `sizeof(struct virtio_iommu_fault)`.

@@ -13,6 +13,18 @@
 //! (event queue), and the [`NotifierEvent`]s they return.
 
 #![forbid(unsafe_code)]
+// Guest-controlled bytes reach every module: no index, no overflow, no
+// unwrap may panic across the FFI boundary (tests may use them freely).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 pub mod config;
 pub mod device;

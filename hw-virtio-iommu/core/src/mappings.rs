@@ -9,17 +9,6 @@
 //! and the checks of unmap are each one O(log n) search; unmap then removes
 //! the k covered mappings in O(k log n).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use std::collections::BTreeMap;
 use std::fmt;
 

@@ -105,7 +105,7 @@ pub fn input_range_end(aw_bits: u8) -> Result<u64, PropertyError> {
     if !(AW_BITS_MIN..=AW_BITS_MAX).contains(&aw_bits) {
         return Err(PropertyError::AwBits(aw_bits));
     }
-    Ok(u64::MAX >> (64 - u32::from(aw_bits)))
+    Ok(u64::MAX >> 64u32.saturating_sub(aw_bits.into()))
 }
 
 /// Parse the `reserved-regions` entries, each "START:END:TYPE" as for QEMU's

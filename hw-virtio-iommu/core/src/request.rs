@@ -19,17 +19,6 @@
 //! Fewer than 4 readable bytes (no head at all) is not a status but a driver
 //! error; that case is decided in [`crate::device`].
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use crate::status::Status;
 
 /// `VIRTIO_IOMMU_T_*`: the first byte of every request.

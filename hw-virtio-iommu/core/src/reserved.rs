@@ -12,17 +12,6 @@
 //! region keeps the parts of it that no later region covers, as separate
 //! pieces, sorted by address.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use crate::properties::ReservedRegion;
 
 /// `VIRTIO_IOMMU_PROBE_T_RESV_MEM`.

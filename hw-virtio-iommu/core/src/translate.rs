@@ -12,17 +12,6 @@
 //! `[u64::MAX, 0]`, which only a mapping starting at 0 matches; here only
 //! the mapping holding the address counts.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic
-    )
-)]
-
 use crate::device::Device;
 use crate::fault::{Fault, FaultReason, FAULT_F_ADDRESS, FAULT_F_READ, FAULT_F_WRITE};
 use crate::mappings::Mapping;
