@@ -65,7 +65,7 @@ done
 # The project is built as part of QEMU's tree: rust/hw/virtio-iommu-rs is the
 # checkout itself, and the qtest sources are linked where QEMU's qtests live.
 ln -s "$here" "$src.tmp/rust/hw/virtio-iommu-rs"
-for t in "$here"/tests-qtest/*.c; do
+for t in "$here"/tests-qtest/*.[ch]; do
     ln -s "$t" "$src.tmp/tests/qtest/$(basename "$t")"
 done
 

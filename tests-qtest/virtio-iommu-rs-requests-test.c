@@ -36,13 +36,7 @@
 #include "standard-headers/linux/virtio_ids.h"
 #include "standard-headers/linux/virtio_iommu.h"
 #include "standard-headers/linux/virtio_ring.h"
-
-#define C_DEVICE    "virtio-iommu-pci"
-#define RUST_DEVICE "virtio-iommu-rs"
-
-/* Modern-only virtio PCI identity (virtio 1.x spec, 4.1.2) */
-#define VIRTIO_PCI_VENDOR_ID       0x1af4
-#define VIRTIO_IOMMU_PCI_DEVICE_ID (0x1040 + VIRTIO_ID_IOMMU)
+#include "virtio-iommu-rs-qtest.h"
 
 /*
  * Endpoints.  An endpoint id is the PCI requester id (bus << 8 | devfn) of a
@@ -278,39 +272,6 @@ typedef struct Answer {
     uint8_t buf[ANSWER_MAX];    /* the writable buffers, concatenated */
 } Answer;
 
-static void save_devfn(QPCIDevice *pdev, int devfn, void *opaque)
-{
-    GArray *devfns = opaque;
-
-    g_array_append_val(devfns, devfn);
-    g_free(pdev);
-}
-
-/*
- * Enumerate the bus by vendor/device ID, as a guest driver matches devices,
- * and bind libqos' virtio-pci driver to the one IOMMU found.
- */
-static QVirtioPCIDevice *iommu_find(QPCIBus *bus)
-{
-    g_autoptr(GArray) devfns = g_array_new(false, false, sizeof(int));
-    QPCIAddress addr = { 0 };
-    QVirtioPCIDevice *dev;
-
-    qpci_device_foreach(bus, VIRTIO_PCI_VENDOR_ID, VIRTIO_IOMMU_PCI_DEVICE_ID,
-                        save_devfn, devfns);
-    g_assert_cmpuint(devfns->len, ==, 1);
-
-    addr.devfn = g_array_index(devfns, int, 0);
-    g_assert_cmphex(addr.devfn, ==, IOMMU_DEVFN);
-    dev = virtio_pci_new(bus, &addr);
-    g_assert_nonnull(dev);
-    /* Not the legacy fallback, which would take another device type */
-    g_assert_cmpuint(dev->vdev.device_type, ==, VIRTIO_ID_IOMMU);
-
-    qvirtio_pci_device_enable(dev);
-    return dev;
-}
-
 /*
  * Driver initialisation (virtio 1.x, 3.1.1): reset, ACKNOWLEDGE, DRIVER,
  * features, FEATURES_OK, queues, DRIVER_OK.
@@ -364,6 +325,7 @@ static void iommu_start(Iommu *m, const char *device)
     pc_alloc_init(&m->alloc, m->qts, ALLOC_LEAK_ASSERT);
     m->bus = qpci_new_pc(m->qts, &m->alloc);
     m->dev = iommu_find(m->bus);
+    g_assert_cmphex(m->dev->pdev->devfn, ==, IOMMU_DEVFN);
     iommu_driver_init(m);
     m->out_area = guest_alloc(&m->alloc, AREA_SIZE);
     m->in_area = guest_alloc(&m->alloc, AREA_SIZE);

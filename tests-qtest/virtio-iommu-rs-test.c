@@ -31,13 +31,7 @@
 #include "standard-headers/linux/virtio_iommu.h"
 #include "standard-headers/linux/virtio_pci.h"
 #include "standard-headers/linux/virtio_ring.h"
-
-#define C_DEVICE    "virtio-iommu-pci"
-#define RUST_DEVICE "virtio-iommu-rs"
-
-/* Modern-only virtio PCI identity (virtio 1.x spec, 4.1.2) */
-#define VIRTIO_PCI_VENDOR_ID      0x1af4
-#define VIRTIO_IOMMU_PCI_DEVICE_ID (0x1040 + VIRTIO_ID_IOMMU)
+#include "virtio-iommu-rs-qtest.h"
 
 /*
  * Values observed on the C device.  QEMU's PCI core fills in its default
@@ -153,43 +147,6 @@ typedef struct IommuMachine {
 } IommuMachine;
 
 /* ---- machine and device life cycle ------------------------------------ */
-
-static void save_devfn(QPCIDevice *pdev, int devfn, void *opaque)
-{
-    GArray *devfns = opaque;
-
-    g_array_append_val(devfns, devfn);
-    g_free(pdev);
-}
-
-/*
- * Enumerate the bus by vendor/device ID, as a guest driver matches devices,
- * and bind libqos' virtio-pci driver to the one IOMMU found.
- */
-static QVirtioPCIDevice *iommu_find(QPCIBus *bus)
-{
-    g_autoptr(GArray) devfns = g_array_new(false, false, sizeof(int));
-    QPCIAddress addr = { 0 };
-    QVirtioPCIDevice *dev;
-
-    qpci_device_foreach(bus, VIRTIO_PCI_VENDOR_ID, VIRTIO_IOMMU_PCI_DEVICE_ID,
-                        save_devfn, devfns);
-    g_assert_cmpuint(devfns->len, ==, 1);
-
-    addr.devfn = g_array_index(devfns, int, 0);
-    dev = virtio_pci_new(bus, &addr);
-    g_assert_nonnull(dev);
-
-    /*
-     * libqos silently falls back to the legacy interface when the virtio
-     * vendor capabilities are missing; it then takes the device type from
-     * the subsystem ID, which would not be VIRTIO_ID_IOMMU.
-     */
-    g_assert_cmpuint(dev->vdev.device_type, ==, VIRTIO_ID_IOMMU);
-
-    qvirtio_pci_device_enable(dev);
-    return dev;
-}
 
 static void iommu_release(QVirtioPCIDevice *dev)
 {
