@@ -8,7 +8,7 @@ BUILD      ?= $(CURDIR)/build
 QEMU_SRC   := $(BUILD)/qemu-src
 QEMU_BUILD := $(BUILD)/qemu-build
 QEMU       := $(QEMU_BUILD)/qemu-system-x86_64
-QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test
+QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test virtio-iommu-rs-translate-test
 # A wrapper with the same name as the emulator (libqtest reads the target
 # from it) that adds Debian's firmware directories.
 QEMU_RUN   := $(BUILD)/bin/qemu-system-x86_64

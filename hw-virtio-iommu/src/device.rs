@@ -6,6 +6,10 @@ use std::{
     ffi::{c_char, c_int, CStr},
     mem::{offset_of, size_of},
     ptr::{addr_of, NonNull},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
 };
 
 use bql::{BqlCell, BqlRefCell};
@@ -17,8 +21,9 @@ use hwcore::{
     },
     DeviceImpl, DevicePropertiesImpl, ResetType, ResettablePhasesImpl,
 };
+use iommu::IommuRegionType;
 use migration::{VMStateDescription, VMStateDescriptionBuilder};
-use pci::{bindings::AddressSpace, PCIBus, PciIommu, SystemMemoryAddressSpace};
+use pci::PCIBus;
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use util::Result;
 use virtio::{
@@ -30,9 +35,13 @@ use virtio_iommu_core::{
     device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
+    NotifierEvent,
 };
 
-use crate::TYPE_VIRTIO_IOMMU_RS_DEVICE;
+use crate::{TYPE_VIRTIO_IOMMU_RS_DEVICE, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION};
+
+mod endpoints;
+use endpoints::Endpoint;
 
 /// Entries in each virtqueue, as in the C device.
 const QUEUE_SIZE: u16 = 256;
@@ -52,28 +61,6 @@ struct Queues {
     request: VirtQueue,
     /// Fault reports to the driver.
     event: VirtQueue,
-}
-
-/// A PCI device behind the IOMMU. Its endpoint id is its requester id,
-/// which depends on the bus number the guest gives its bus, so it is
-/// computed when requests are handled.
-#[derive(Debug)]
-struct Endpoint {
-    bus: NonNull<PCIBus>,
-    devfn: u8,
-    /// The id registered with the core, if any.
-    id: Option<u32>,
-    /// Where its DMA goes. For now the IOMMU does not translate: this
-    /// reaches system memory.
-    space: SystemMemoryAddressSpace,
-}
-
-impl Endpoint {
-    fn requester_id(&self) -> u32 {
-        // SAFETY: buses outlive the devices plugged into them.
-        let bus = unsafe { self.bus.as_ref() };
-        u32::from(bus.bus_num()) << 8 | u32::from(self.devfn)
-    }
 }
 
 /// The virtio-iommu backend (`virtio-iommu-rs-device`).
@@ -100,8 +87,11 @@ pub struct VirtioIommu {
     config: BqlCell<Config>,
     reserved_regions: BqlRefCell<Vec<ReservedRegion>>,
     queues: BqlRefCell<Option<Queues>>,
-    /// Domains, endpoints and mappings, from realize on.
-    core: BqlRefCell<Option<Device>>,
+    /// Domains, endpoints and mappings, from realize on. A mutex, not a
+    /// BQL cell: translation may run outside the BQL (I/O threads).
+    core: Mutex<Option<Device>>,
+    /// `page_size_mask`'s granule minus one, for translation.
+    granule_mask: AtomicU64,
     endpoints: BqlRefCell<Vec<Endpoint>>,
 }
 
@@ -172,7 +162,8 @@ impl VirtioIommu {
         uninit_field_mut!(*this, reserved_regions).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, queues).write(BqlRefCell::new(None));
         uninit_field_mut!(*this, primary_bus).write(BqlCell::new(None));
-        uninit_field_mut!(*this, core).write(BqlRefCell::new(None));
+        uninit_field_mut!(*this, core).write(Mutex::new(None));
+        uninit_field_mut!(*this, granule_mask).write(AtomicU64::new(0));
         uninit_field_mut!(*this, endpoints).write(BqlRefCell::new(Vec::new()));
     }
 
@@ -222,7 +213,11 @@ impl VirtioIommu {
             "virtio-iommu-rs is not attached to any PCI bus"
         );
         self.config.set(config);
-        *self.core.borrow_mut() = Some(Device::new(
+        // The smallest page size is the mask's lowest set bit.
+        let granule = config.page_size_mask & config.page_size_mask.wrapping_neg();
+        self.granule_mask
+            .store(granule.wrapping_sub(1), Ordering::Relaxed);
+        *self.core.lock().unwrap() = Some(Device::new(
             DeviceConfig::new(&config, &regions),
             self.boot_bypass,
         ));
@@ -239,37 +234,39 @@ impl VirtioIommu {
         Ok(())
     }
 
-    /// Register with the core the endpoints whose requester id changed
-    /// since the last request (the guest numbers the buses after boot).
-    fn sync_endpoints(&self, core: &mut Device) {
-        for ep in self.endpoints.borrow_mut().iter_mut() {
-            let id = ep.requester_id();
-            if ep.id != Some(id) {
-                if let Some(old) = ep.id {
-                    core.remove_endpoint(old);
-                }
-                core.add_endpoint(id);
-                ep.id = Some(id);
-            }
-        }
+    /// Run `f` on the core, if realized. The lock is never held while
+    /// calling back into QEMU, which may translate (and so lock) again.
+    fn with_core<R>(&self, f: impl FnOnce(&mut Device) -> R) -> Option<R> {
+        let mut core = self
+            .core
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        core.as_mut().map(f)
+    }
+
+    /// The granule minus one: translations are at least this large.
+    fn granule_mask(&self) -> u64 {
+        self.granule_mask.load(Ordering::Relaxed)
     }
 
     /// Answer every request the driver made available, as the C device
     /// does: a chain too small for a head and a tail is a driver error that
     /// stops the queue until the device is reset.
     fn handle_requests(&self) {
+        self.sync_endpoints();
         let queues = self.queues.borrow();
         let Some(vq) = queues.as_ref().map(|q| &q.request) else {
             return;
         };
-        let mut core = self.core.borrow_mut();
-        let Some(core) = core.as_mut() else {
-            return;
-        };
-        self.sync_endpoints(core);
         while let Some(elem) = vq.pop() {
             let request = elem.read(MAX_REQUEST_LEN);
-            let reply = core.handle_request(&request, elem.writable_len());
+            let writable = elem.writable_len();
+            let Some(reply) = self.with_core(|core| core.handle_request(&request, writable)) else {
+                return;
+            };
+            // Notifiers (vhost, VFIO, DMA caches) hear of an UNMAP before
+            // the driver learns it is done.
+            self.apply_events(&reply.events);
             match reply.response {
                 Response::Used(bytes) => {
                     let written = elem.write(&bytes);
@@ -325,17 +322,15 @@ impl VirtioIommu {
     }
 
     fn set_core_bypass(&self, bypass: bool) {
-        if let Some(core) = self.core.borrow_mut().as_mut() {
-            core.set_bypass(bypass);
-        }
+        let events = self.with_core(|core| core.set_bypass(bypass));
+        self.apply_events(&events.unwrap_or_default());
     }
 
     /// A device (cold) reset forgets every domain and attachment, as in the
     /// C device; a driver's virtio reset does not. `bypass` is sticky.
     fn reset_exit(&self, _type: ResetType) {
-        if let Some(core) = self.core.borrow_mut().as_mut() {
-            core.reset();
-        }
+        let events: Option<Vec<NotifierEvent>> = self.with_core(Device::reset);
+        self.apply_events(&events.unwrap_or_default());
     }
 
     /// The reserved regions accepted at realize.
@@ -355,31 +350,6 @@ impl SystemReset for VirtioIommu {
     }
 }
 
-impl PciIommu for VirtioIommu {
-    /// Each device on the bus gets its own address space; the device
-    /// learns its endpoints this way, as the C device does.
-    fn address_space(&self, bus: &PCIBus, devfn: u8) -> *mut AddressSpace {
-        let mut endpoints = self.endpoints.borrow_mut();
-        let bus_ptr = NonNull::from(bus);
-        if let Some(ep) = endpoints
-            .iter()
-            .find(|e| e.bus == bus_ptr && e.devfn == devfn)
-        {
-            return ep.space.as_mut_ptr();
-        }
-        let name = format!("virtio-iommu-rs-{:02x}.{:x}", devfn >> 3, devfn & 7);
-        let ep = Endpoint {
-            bus: bus_ptr,
-            devfn,
-            id: None,
-            space: SystemMemoryAddressSpace::new(&name),
-        };
-        let space = ep.space.as_mut_ptr();
-        endpoints.push(ep);
-        space
-    }
-}
-
 impl Drop for VirtioIommu {
     fn drop(&mut self) {
         // qdev's array property freed the strings but not the array.
@@ -391,6 +361,16 @@ impl Drop for VirtioIommu {
 }
 
 qom_isa!(VirtioIommu: VirtIODevice, hwcore::DeviceState, Object);
+
+/// The type of the endpoints' IOMMU memory regions.
+const REGION_TYPE: qom::bindings::TypeInfo =
+    IommuRegionType::<VirtioIommu>::type_info(TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION);
+
+util::module_init! {
+    MODULE_INIT_QOM => unsafe {
+        qom::type_register_static(&REGION_TYPE);
+    }
+}
 
 // SAFETY: TYPE_NAME is unique, and the struct starts with its parent.
 unsafe impl ObjectType for VirtioIommu {

@@ -15,3 +15,5 @@ pub mod pci;
 pub const TYPE_VIRTIO_IOMMU_RS: &std::ffi::CStr = c"virtio-iommu-rs";
 /// QOM type name of the virtio backend inside it.
 pub const TYPE_VIRTIO_IOMMU_RS_DEVICE: &std::ffi::CStr = c"virtio-iommu-rs-device";
+/// QOM type name of the IOMMU memory region of each endpoint.
+pub const TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION: &std::ffi::CStr = c"virtio-iommu-rs-memory-region";

@@ -152,13 +152,26 @@ impl FaultQueue {
         self.pending.is_empty()
     }
 
-    /// Faults refused because the queue was full.
+    /// Faults dropped: refused because the queue was full, or dropped for
+    /// want of an event buffer.
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
     pub fn clear(&mut self) {
         self.pending.clear();
+    }
+
+    /// The driver has no event buffer posted: drop every pending fault, as
+    /// the C device drops a fault it cannot deliver at once. Counted in
+    /// [`FaultQueue::dropped`]; returns how many were dropped.
+    pub fn drop_pending(&mut self) -> usize {
+        let n = self.pending.len();
+        self.dropped = self
+            .dropped
+            .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        self.pending.clear();
+        n
     }
 }
 

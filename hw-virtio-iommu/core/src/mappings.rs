@@ -76,6 +76,29 @@ impl Mapping {
         iova.wrapping_sub(self.virt_start)
             .wrapping_add(self.phys_start)
     }
+
+    /// The largest naturally aligned power-of-two block holding `iova` that
+    /// this mapping translates linearly: what an `IOMMUTLBEntry` (an
+    /// address and a mask) may say without claiming more than the mapping
+    /// covers. Returns `(iova_base, phys_base, addr_mask)`; the block is
+    /// `[iova_base, iova_base + addr_mask]`. `iova` must be in the mapping.
+    pub fn tlb_block(&self, iova: u64) -> (u64, u64, u64) {
+        // Both sides of the block must share their low bits: a mapping whose
+        // IOVA and address differ in bit n cannot be described by blocks
+        // larger than 2^n.
+        let misaligned = self.virt_start ^ self.phys_start;
+        let mut mask = 0u64;
+        while mask != u64::MAX {
+            let next = (mask << 1) | 1;
+            let base = iova & !next;
+            if next & misaligned != 0 || base < self.virt_start || base | next > self.virt_end {
+                break;
+            }
+            mask = next;
+        }
+        let base = iova & !mask;
+        (base, self.phys(base), mask)
+    }
 }
 
 /// What is stored per mapping besides its key (the first IOVA). Packed, as
@@ -219,6 +242,57 @@ impl Mappings {
 
     pub fn clear(&mut self) {
         self.by_start.clear();
+    }
+}
+
+#[cfg(test)]
+mod tlb_block_tests {
+    use super::*;
+
+    fn mapping(virt_start: u64, virt_end: u64, phys_start: u64) -> Mapping {
+        Mapping {
+            virt_start,
+            virt_end,
+            phys_start,
+            flags: MapFlags::READ,
+        }
+    }
+
+    #[test]
+    fn page_mapping_is_one_page_block() {
+        let m = mapping(0x10_0000, 0x10_0fff, 0x7000);
+        assert_eq!(m.tlb_block(0x10_0123), (0x10_0000, 0x7000, 0xfff));
+    }
+
+    #[test]
+    fn large_aligned_mapping_gives_large_blocks() {
+        let m = mapping(0x20_0000, 0x3f_ffff, 0x4020_0000);
+        assert_eq!(m.tlb_block(0x21_2345), (0x20_0000, 0x4020_0000, 0x1f_ffff));
+    }
+
+    #[test]
+    fn block_never_leaves_the_mapping() {
+        // [0x1000, 0x4fff]: 0x3000 lies in the aligned block [0x2000,0x3fff].
+        let m = mapping(0x1000, 0x4fff, 0x1000);
+        assert_eq!(m.tlb_block(0x3000), (0x2000, 0x2000, 0x1fff));
+        assert_eq!(m.tlb_block(0x4800), (0x4000, 0x4000, 0xfff));
+        assert_eq!(m.tlb_block(0x1000), (0x1000, 0x1000, 0xfff));
+    }
+
+    #[test]
+    fn misaligned_mapping_gives_byte_blocks() {
+        let m = mapping(0x1000, 0x1fff, 0x2001);
+        assert_eq!(m.tlb_block(0x1800), (0x1800, 0x2801, 0));
+        let m = mapping(0x1000, 0x1fff, 0x2010);
+        assert_eq!(m.tlb_block(0x1805), (0x1800, 0x2810, 0xf));
+    }
+
+    #[test]
+    fn whole_space() {
+        let m = mapping(0, u64::MAX, 0);
+        assert_eq!(m.tlb_block(0x1234), (0, 0, u64::MAX));
+        let m = mapping(1, u64::MAX, 1);
+        assert_eq!(m.tlb_block(u64::MAX), (1 << 63, 1 << 63, (1 << 63) - 1));
     }
 }
 

@@ -3,7 +3,7 @@
 //! Being the IOMMU of a PCI bus (`pci_setup_iommu`): the bus asks the IOMMU
 //! for the DMA address space of each device plugged into it.
 
-use std::{ffi::CString, marker::PhantomData, ptr::NonNull};
+use std::marker::PhantomData;
 
 use common::Zeroable;
 
@@ -65,42 +65,3 @@ impl PCIBus {
         }
     }
 }
-
-/// An address space rooted at the machine's system memory: DMA through it
-/// reaches guest memory untranslated.
-#[derive(Debug)]
-pub struct SystemMemoryAddressSpace(NonNull<bindings::AddressSpace>);
-
-impl SystemMemoryAddressSpace {
-    pub fn new(name: &str) -> Self {
-        assert!(bql::is_locked());
-        let name = CString::new(name).expect("address space name");
-        // SAFETY: a zeroed AddressSpace from the glib heap, as
-        // address_space_destroy_free() frees it after an RCU grace period;
-        // address_space_init copies the name.
-        unsafe {
-            let space = glib_sys::g_malloc0(std::mem::size_of::<bindings::AddressSpace>())
-                .cast::<bindings::AddressSpace>();
-            bindings::address_space_init(space, bindings::get_system_memory(), name.as_ptr());
-            Self(NonNull::new(space).expect("g_malloc0"))
-        }
-    }
-
-    pub fn as_mut_ptr(&self) -> *mut bindings::AddressSpace {
-        self.0.as_ptr()
-    }
-}
-
-impl Drop for SystemMemoryAddressSpace {
-    fn drop(&mut self) {
-        // SAFETY: initialized in new(); readers still inside an RCU critical
-        // section keep it alive until the deferred free.
-        unsafe {
-            bindings::address_space_destroy_free(self.0.as_ptr());
-        }
-    }
-}
-
-// SAFETY: only used with the BQL held.
-unsafe impl Send for SystemMemoryAddressSpace {}
-unsafe impl Sync for SystemMemoryAddressSpace {}

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! The PCI devices behind the IOMMU: their DMA address spaces, the
+//! translation of their accesses, and passing on what the core reports
+//! (notifier events, faults).
+
+use std::ptr::NonNull;
+
+use iommu::{
+    EndpointAddressSpace, IOMMUAccessFlags, IOMMUNotifierFlag, IommuRegionOwner, TlbEntry,
+    IOMMU_NONE, IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_RO, IOMMU_WO,
+};
+use pci::{bindings::AddressSpace, PCIBus, PciIommu};
+use qom::ObjectType;
+use util::Result;
+use virtio::VirtIODeviceMethods;
+use virtio_iommu_core::{aligned_blocks, Access, FaultDelivery, NotifierEvent, Perm, Translated};
+
+use super::VirtioIommu;
+use crate::TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION;
+
+/// A PCI device behind the IOMMU. Its endpoint id is its requester id,
+/// which depends on the bus number the guest gives its bus, so it is
+/// recomputed before requests are handled.
+#[derive(Debug)]
+pub(super) struct Endpoint {
+    bus: NonNull<PCIBus>,
+    devfn: u8,
+    /// The id the core and the IOMMU region know it by.
+    id: u32,
+    space: EndpointAddressSpace,
+}
+
+fn requester_id(bus: &PCIBus, devfn: u8) -> u32 {
+    u32::from(bus.bus_num()) << 8 | u32::from(devfn)
+}
+
+const fn perm_flags(perm: Perm) -> IOMMUAccessFlags {
+    (if perm.read { IOMMU_RO } else { 0 }) | (if perm.write { IOMMU_WO } else { 0 })
+}
+
+/// The TLB entries of `[iova, end]` mapped to `phys` (or unmapped, with
+/// `IOMMU_NONE`), in the aligned blocks an `IOMMUTLBEntry` can describe.
+fn block_entries(
+    iova: u64,
+    end: u64,
+    phys: u64,
+    perm: IOMMUAccessFlags,
+) -> impl Iterator<Item = TlbEntry> {
+    aligned_blocks(iova, end).map(move |(block, addr_mask)| TlbEntry {
+        iova: block,
+        translated_addr: if perm == IOMMU_NONE {
+            0
+        } else {
+            phys.wrapping_add(block.wrapping_sub(iova))
+        },
+        addr_mask,
+        perm,
+    })
+}
+
+impl VirtioIommu {
+    /// Follow the requester ids of the endpoints whose bus the guest has
+    /// (re)numbered since the last request.
+    pub(super) fn sync_endpoints(&self) {
+        let mut events = Vec::new();
+        for ep in self.endpoints.borrow_mut().iter_mut() {
+            // SAFETY: buses outlive the devices plugged into them.
+            let id = requester_id(unsafe { ep.bus.as_ref() }, ep.devfn);
+            if id == ep.id {
+                continue;
+            }
+            let bypass = self.with_core(|core| {
+                events.extend(core.remove_endpoint(ep.id));
+                core.add_endpoint(id);
+                core.endpoint_bypassed(id)
+            });
+            ep.id = id;
+            ep.space.set_endpoint(id);
+            ep.space.set_bypass(bypass.unwrap_or(true));
+        }
+        self.apply_events(&events);
+    }
+
+    /// Pass the core's events on: notifier MAP/UNMAP on the endpoint's
+    /// region, in the aligned blocks `IOMMUTLBEntry` describes, and address
+    /// space switches between translation and bypass.
+    pub(super) fn apply_events(&self, events: &[NotifierEvent]) {
+        let endpoints = self.endpoints.borrow();
+        let space = |id: u32| endpoints.iter().find(|e| e.id == id).map(|e| &e.space);
+        for event in events {
+            match *event {
+                NotifierEvent::Map {
+                    endpoint,
+                    iova,
+                    end,
+                    phys,
+                    perm,
+                } => {
+                    if let Some(space) = space(endpoint) {
+                        block_entries(iova, end, phys, perm_flags(perm))
+                            .for_each(|e| space.notify(e));
+                    }
+                }
+                NotifierEvent::Unmap {
+                    endpoint,
+                    iova,
+                    end,
+                } => {
+                    if let Some(space) = space(endpoint) {
+                        block_entries(iova, end, 0, IOMMU_NONE).for_each(|e| space.notify(e));
+                    }
+                }
+                NotifierEvent::SwitchAddressSpace { endpoint, bypass } => {
+                    if let Some(space) = space(endpoint) {
+                        space.set_bypass(bypass);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Write pending faults into the event buffers the driver posted. As
+    /// in the C device, a fault with no buffer to take it is dropped
+    /// (counted by the core), and a buffer too small for a fault is a
+    /// driver error.
+    pub(super) fn deliver_faults(&self) {
+        let queues = self.queues.borrow();
+        let Some(vq) = queues.as_ref().map(|q| &q.event) else {
+            return;
+        };
+        while self.with_core(|core| !core.faults().is_empty()) == Some(true) {
+            let Some(elem) = vq.pop() else {
+                self.with_core(|core| core.faults().drop_pending());
+                break;
+            };
+            let writable = elem.writable_len();
+            match self
+                .with_core(|core| core.faults().deliver(writable))
+                .flatten()
+            {
+                Some(FaultDelivery::Write(bytes)) => {
+                    let written = elem.write(&bytes);
+                    vq.push(elem, u32::try_from(written).unwrap_or(u32::MAX));
+                    self.notify(vq);
+                }
+                Some(FaultDelivery::BufferTooSmall) => {
+                    drop(elem);
+                    self.virtio_error("error buffer of wrong size");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+impl PciIommu for VirtioIommu {
+    /// Each device on the bus gets its own address space; the IOMMU learns
+    /// its endpoints this way, as the C device does.
+    fn address_space(&self, bus: &PCIBus, devfn: u8) -> *mut AddressSpace {
+        let bus_ptr = NonNull::from(bus);
+        if let Some(ep) = self
+            .endpoints
+            .borrow()
+            .iter()
+            .find(|e| e.bus == bus_ptr && e.devfn == devfn)
+        {
+            return ep.space.as_ptr().cast();
+        }
+        let id = requester_id(bus, devfn);
+        let bypass = self
+            .with_core(|core| {
+                core.add_endpoint(id);
+                core.endpoint_bypassed(id)
+            })
+            .unwrap_or(true);
+        let name = format!("virtio-iommu-rs-{:02x}.{:x}", devfn >> 3, devfn & 7);
+        let space = EndpointAddressSpace::new(
+            self,
+            // SAFETY: the device outlives the regions it owns.
+            unsafe { self.as_object_mut_ptr() },
+            TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION,
+            &name,
+            id,
+            bypass,
+        );
+        let ptr = space.as_ptr().cast();
+        self.endpoints.borrow_mut().push(Endpoint {
+            bus: bus_ptr,
+            devfn,
+            id,
+            space,
+        });
+        ptr
+    }
+}
+
+impl IommuRegionOwner for VirtioIommu {
+    fn translate(&self, endpoint: u32, addr: u64, flag: IOMMUAccessFlags) -> TlbEntry {
+        let access = Access {
+            read: flag & IOMMU_RO != 0,
+            write: flag & IOMMU_WO != 0,
+        };
+        let page_mask = self.granule_mask();
+        let page = TlbEntry {
+            iova: addr & !page_mask,
+            translated_addr: addr & !page_mask,
+            addr_mask: page_mask,
+            perm: flag,
+        };
+        match self.with_core(|core| core.translate(endpoint, addr, access)) {
+            Some(Translated::Identity) | None => page,
+            Some(Translated::Mapped(m)) => {
+                let (iova, translated_addr, addr_mask) = m.tlb_block(addr);
+                TlbEntry {
+                    iova,
+                    translated_addr,
+                    addr_mask,
+                    perm: perm_flags(Perm {
+                        read: m.flags.read(),
+                        write: m.flags.write(),
+                    }),
+                }
+            }
+            Some(Translated::Fault(_)) => {
+                // The event queue needs the BQL; without it (a DMA from an
+                // I/O thread) the fault waits for the next delivery.
+                if bql::is_locked() {
+                    self.deliver_faults();
+                }
+                TlbEntry {
+                    translated_addr: 0,
+                    perm: IOMMU_NONE,
+                    ..page
+                }
+            }
+        }
+    }
+
+    fn mappings(&self, endpoint: u32) -> Vec<TlbEntry> {
+        let events = self
+            .with_core(|core| core.replay(endpoint))
+            .unwrap_or_default();
+        events
+            .into_iter()
+            .flat_map(|event| match event {
+                NotifierEvent::Map {
+                    iova,
+                    end,
+                    phys,
+                    perm,
+                    ..
+                } => Some(block_entries(iova, end, phys, perm_flags(perm))),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn notify_flag_changed(
+        &self,
+        _endpoint: u32,
+        _old: IOMMUNotifierFlag,
+        new: IOMMUNotifierFlag,
+    ) -> Result<()> {
+        // As the C device: device-IOTLB (ATS) invalidations are not
+        // implemented, so a notifier that needs them is refused.
+        util::ensure!(
+            new & IOMMU_NOTIFIER_DEVIOTLB_UNMAP == 0,
+            "virtio-iommu-rs does not support dev-iotlb yet"
+        );
+        Ok(())
+    }
+}
