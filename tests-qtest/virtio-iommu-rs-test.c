@@ -91,22 +91,14 @@
 #define CFG_BYPASS           offsetof(struct virtio_iommu_config, bypass)
 
 /*
- * The documented differences between the two devices (docs/differences.md).
- * The first two come from q35's machine code, which keys on the C type name
- * until the machine wiring for virtio-iommu-rs lands; the others are C-device
- * bugs on bad user input that the Rust device does not reproduce.
+ * The documented differences between the two devices (docs/differences.md):
+ * C-device bugs on bad user input that the Rust device does not reproduce.
+ * (q35 wires both devices alike through patches/qemu/0004: the aw-bits
+ * default of 39 and the MSI reserved region.)
  */
 typedef struct DeviceDifferences {
-    /* input_range.end on q35 without aw-bits: q35 sets 39 for the C device */
-    unsigned q35_aw_bits;
-    /* reserved-regions the pc machine adds on its own (NULL: none) */
-    const char *machine_resv_region;
-    /*
-     * Any user-supplied reserved-regions list aborts QEMU with the C device
-     * on pc/q35 (the machine sets the array a second time with error_abort),
-     * and so does a reversed region (an assertion in its parser).
-     */
-    bool user_resv_regions_abort;
+    /* A reversed reserved region aborts QEMU (an assertion in C's parser) */
+    bool reversed_region_aborts;
     /* Error text for a reserved region that is not START:END:TYPE */
     const char *bad_separator_msg;
     const char *bad_number_msg;
@@ -114,22 +106,24 @@ typedef struct DeviceDifferences {
 } DeviceDifferences;
 
 static const DeviceDifferences c_device = {
-    .q35_aw_bits = 39,
-    .machine_resv_region = "0xfee00000:0xfeefffff:1",
-    .user_resv_regions_abort = true,
+    .reversed_region_aborts = true,
     .bad_separator_msg = "reserved region fields must be separated with ':'",
     .bad_number_msg = "must be a hexadecimal integer",
     .bad_type_msg = "must be a non-negative decimal integer",
 };
 
 static const DeviceDifferences rust_device = {
-    .q35_aw_bits = 64,
-    .machine_resv_region = NULL,
-    .user_resv_regions_abort = false,
+    .reversed_region_aborts = false,
     .bad_separator_msg = "is not START:END:TYPE",
     .bad_number_msg = "is not START:END:TYPE",
     .bad_type_msg = "is not START:END:TYPE",
 };
+
+/* The aw-bits default q35 gives both devices (pc_q35_compat_defaults) */
+#define Q35_AW_BITS 39
+
+/* The MSI window pc/q35 declares as reserved when the user gives none */
+#define Q35_MSI_REGION "0xfee00000:0xfeefffff:1"
 
 static const DeviceDifferences *differences(const char *device)
 {
@@ -321,13 +315,13 @@ static void test_config_defaults(const void *data)
     g_assert_cmphex(qvirtio_config_readq(vdev, CFG_PAGE_SIZE_MASK), ==,
                     ~((uint64_t)qemu_real_host_page_size() - 1));
     /*
-     * The device's own aw-bits default is 64, but q35 overrides it for the C
-     * device with a machine compat default of 39 (pc_q35_compat_defaults);
-     * a documented difference until the machine wiring covers both.
+     * The device's own aw-bits default is 64, but q35 gives virtio-iommus
+     * 39 (pc_q35_compat_defaults) to match the guest's physical address
+     * width; config-aw-bits covers 64.
      */
     g_assert_cmphex(qvirtio_config_readq(vdev, CFG_INPUT_START), ==, 0);
     g_assert_cmphex(qvirtio_config_readq(vdev, CFG_INPUT_END), ==,
-                    MAKE_64BIT_MASK(0, differences(data)->q35_aw_bits));
+                    MAKE_64BIT_MASK(0, Q35_AW_BITS));
     g_assert_cmphex(qvirtio_config_readl(vdev, CFG_DOMAIN_START), ==, 0);
     g_assert_cmphex(qvirtio_config_readl(vdev, CFG_DOMAIN_END), ==,
                     UINT32_MAX);
@@ -641,27 +635,25 @@ static void test_bad_properties(const void *data)
 }
 
 /*
- * Well-formed user reserved-regions lists. The C device cannot take any on
- * pc/q35: the machine's pre-plug hook sets the array property a second time
- * with error_abort, so QEMU aborts before realize() could check the region
- * type, and a reversed range trips an assertion in the C parser
- * (range_set_bounds()). These are documented C bugs; the Rust device accepts
- * valid lists and refuses bad ones with an error.
+ * User reserved-regions lists. On pc/q35 the machine keeps a user's list as
+ * given (patches/qemu/0004; QEMU 10.2.2 itself aborted there), so realize()
+ * checks it: a type other than 0 or 1 is refused. A reversed range still
+ * trips an assertion in the C device's parser (range_set_bounds()), a
+ * documented C bug; the Rust device refuses it with an error.
  */
 static void test_user_reserved_regions(const void *data)
 {
     const char *dev = data;
-    bool c_abort = differences(dev)->user_resv_regions_abort;
 
-    assert_qemu_outcome(c_abort ? QEMU_ABORTS : QEMU_STARTS, NULL, NULL,
+    assert_qemu_outcome(QEMU_STARTS, NULL, NULL,
                         "{\"driver\":\"%s\",\"reserved-regions\":"
                         "[\"0x8000000:0x80fffff:0\",\"0xfee00000:0xfeefffff:1\"]}",
                         dev);
-    assert_qemu_outcome(c_abort ? QEMU_ABORTS : QEMU_REFUSES,
-                        "reserved region 1 has an invalid type", NULL,
+    assert_qemu_refuses("reserved region 1 has an invalid type",
                         "{\"driver\":\"%s\",\"reserved-regions\":"
                         "[\"0x8000000:0x80fffff:0\",\"0x1000:0x1fff:2\"]}", dev);
-    assert_qemu_outcome(c_abort ? QEMU_ABORTS : QEMU_REFUSES,
+    assert_qemu_outcome(differences(dev)->reversed_region_aborts ?
+                        QEMU_ABORTS : QEMU_REFUSES,
                         "reserved region 0 ends (0x1000) before it starts (0x2000)",
                         NULL,
                         "{\"driver\":\"%s\",\"reserved-regions\":"
@@ -689,15 +681,9 @@ static void test_reserved_regions_default(const void *data)
                     "'property': 'reserved-regions' } }");
     g_assert_true(qdict_haskey(rsp, "return"));
     regions = qdict_get_qlist(rsp, "return");
-    /* Documented difference: q35 adds the MSI window for the C type only */
-    if (!differences(data)->machine_resv_region) {
-        g_assert_cmpuint(qlist_size(regions), ==, 0);
-    } else {
-        g_assert_cmpuint(qlist_size(regions), ==, 1);
-        g_assert_cmpstr(qstring_get_str(qobject_to(QString,
-                                                   qlist_peek(regions))),
-                        ==, differences(data)->machine_resv_region);
-    }
+    g_assert_cmpuint(qlist_size(regions), ==, 1);
+    g_assert_cmpstr(qstring_get_str(qobject_to(QString, qlist_peek(regions))),
+                    ==, Q35_MSI_REGION);
 
     iommu_stop(&m);
 }

@@ -17,8 +17,8 @@ use pci::{PCIDeviceImpl, PCIDeviceMethods};
 use qom::{prelude::*, ObjectImpl, ParentField};
 use util::{ensure, Result};
 use virtio::{
-    bindings::VirtIOPCIProxy as RawProxy, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass,
-    VirtioPciProxyImpl,
+    bindings::VirtIOPCIProxy as RawProxy, interface, VirtIOPCIProxy, VirtIOPCIProxyMethods,
+    VirtioPCIClass, VirtioPciProxyImpl, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
 };
 
 use crate::{device::VirtioIommu, TYPE_VIRTIO_IOMMU_RS};
@@ -96,8 +96,20 @@ impl PCIDeviceImpl for VirtioIommuPci {
     const CLASS_ID: Option<u16> = Some(PCI_CLASS_OTHERS);
 }
 
+/// The interface by which QEMU's machine code recognises a virtio-iommu
+/// (added by patches/qemu/0004): q35 then declares the MSI window as a
+/// reserved region, applies its `aw-bits` default, enforces one vIOMMU,
+/// handles its plugging and describes it in the ACPI VIOT table.
+const TYPE_VIRTIO_IOMMU_PCI_INTERFACE: &CStr = c"virtio-iommu-pci-interface";
+
 impl VirtioPciProxyImpl for VirtioIommuPci {
     const VIRTIO_PCI_REALIZE: fn(&Self) -> Result<()> = Self::realize;
+    const INTERFACES: &'static [qom::bindings::InterfaceInfo] = &[
+        PCIE_DEVICE,
+        CONVENTIONAL_PCI_DEVICE,
+        interface(TYPE_VIRTIO_IOMMU_PCI_INTERFACE),
+        END_OF_INTERFACES,
+    ];
     type Backend = VirtioIommu;
 
     fn backend_field(this: &mut MaybeUninit<Self>) -> *mut MaybeUninit<VirtioIommu> {

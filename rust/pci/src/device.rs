@@ -108,6 +108,17 @@ where
             &*bus.cast::<PCIBus>()
         }
     }
+
+    /// Whether the machine handles the plugging of this device (its
+    /// pre-plug and plug hooks run), as machines do for the devices they
+    /// wire specially.
+    fn has_machine_hotplug_handler(&self) -> bool {
+        assert!(bql::is_locked());
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: the device is valid; the function only looks it up.
+        !unsafe { hwcore::bindings::qdev_get_machine_hotplug_handler(dev.as_mut_ptr().cast()) }
+            .is_null()
+    }
 }
 
 impl<R: ObjectDeref> PCIDeviceMethods for R where R::Target: IsA<PCIDevice> {}

@@ -36,27 +36,28 @@ unsafe impl ObjectType for VirtIOPCIProxy {
 
 qom_isa!(VirtIOPCIProxy: PCIDevice, DeviceState, Object);
 
-/// The interfaces of a concrete virtio-pci type: like QEMU's generic C
-/// virtio-pci types, it can sit on PCI Express and conventional PCI buses
-/// (PCI's `class_base_init` insists on one of them).
-struct Interfaces([qom::bindings::InterfaceInfo; 3]);
+/// An interface in a `TypeInfo`'s list.
+pub const fn interface(name: &'static CStr) -> qom::bindings::InterfaceInfo {
+    qom::bindings::InterfaceInfo {
+        type_: name.as_ptr(),
+    }
+}
 
-// SAFETY: the array only holds pointers to static C strings.
-unsafe impl Sync for Interfaces {}
+/// The end of a `TypeInfo`'s interface list.
+pub const END_OF_INTERFACES: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
+    type_: std::ptr::null(),
+};
 
-static VIRTIO_PCI_INTERFACES: Interfaces = Interfaces([
-    qom::bindings::InterfaceInfo {
-        type_: pci::bindings::INTERFACE_PCIE_DEVICE.as_ptr().cast(),
-    },
-    qom::bindings::InterfaceInfo {
-        type_: pci::bindings::INTERFACE_CONVENTIONAL_PCI_DEVICE
-            .as_ptr()
-            .cast(),
-    },
-    qom::bindings::InterfaceInfo {
-        type_: std::ptr::null(),
-    },
-]);
+/// PCI Express endpoint or conventional PCI device, like QEMU's generic C
+/// virtio-pci types (PCI's `class_base_init` insists on one of them).
+pub const PCIE_DEVICE: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
+    type_: pci::bindings::INTERFACE_PCIE_DEVICE.as_ptr().cast(),
+};
+pub const CONVENTIONAL_PCI_DEVICE: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
+    type_: pci::bindings::INTERFACE_CONVENTIONAL_PCI_DEVICE
+        .as_ptr()
+        .cast(),
+};
 
 /// Virtual methods of a virtio-pci proxy (`VirtioPCIClass`).
 pub trait VirtioPciProxyImpl: PCIDeviceImpl + IsA<VirtIOPCIProxy> {
@@ -64,6 +65,10 @@ pub trait VirtioPciProxyImpl: PCIDeviceImpl + IsA<VirtIOPCIProxy> {
     /// [`VirtIOPCIProxyMethods::realize_backend`]. Runs inside virtio-pci's
     /// own realize, after the PCI device itself exists.
     const VIRTIO_PCI_REALIZE: fn(&Self) -> Result<()>;
+
+    /// The QOM interfaces of the type, ending with [`END_OF_INTERFACES`].
+    const INTERFACES: &'static [qom::bindings::InterfaceInfo] =
+        &[PCIE_DEVICE, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES];
 
     /// The virtio backend embedded in the proxy.
     type Backend: ObjectType;
@@ -87,7 +92,7 @@ pub trait VirtioPciProxyImpl: PCIDeviceImpl + IsA<VirtIOPCIProxy> {
         class_init: Some(rust_proxy_class_init::<Self>),
         class_base_init: None,
         class_data: std::ptr::null(),
-        interfaces: VIRTIO_PCI_INTERFACES.0.as_ptr(),
+        interfaces: Self::INTERFACES.as_ptr(),
     };
 }
 
