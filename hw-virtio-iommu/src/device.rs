@@ -8,7 +8,7 @@ use std::{
     ptr::{addr_of, NonNull},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Mutex, PoisonError,
     },
 };
 
@@ -85,7 +85,6 @@ pub struct VirtioIommu {
 
     // State.
     config: BqlCell<Config>,
-    reserved_regions: BqlRefCell<Vec<ReservedRegion>>,
     queues: BqlRefCell<Option<Queues>>,
     /// Domains, endpoints and mappings, from realize on. A mutex, not a
     /// BQL cell: translation may run outside the BQL (I/O threads).
@@ -159,7 +158,6 @@ impl VirtioIommu {
             probe_size: 0,
             bypass: 0,
         }));
-        uninit_field_mut!(*this, reserved_regions).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, queues).write(BqlRefCell::new(None));
         uninit_field_mut!(*this, primary_bus).write(BqlCell::new(None));
         uninit_field_mut!(*this, core).write(Mutex::new(None));
@@ -207,21 +205,19 @@ impl VirtioIommu {
 
     fn realize(&self) -> Result<()> {
         let (config, regions) = self.config_from_properties()?;
-        let bus = self.primary_bus.get();
-        util::ensure!(
-            bus.is_some(),
-            "virtio-iommu-rs is not attached to any PCI bus"
-        );
+        let bus = self
+            .primary_bus
+            .get()
+            .ok_or_else(|| util::Error::msg("virtio-iommu-rs is not attached to any PCI bus"))?;
         self.config.set(config);
         // The smallest page size is the mask's lowest set bit.
         let granule = config.page_size_mask & config.page_size_mask.wrapping_neg();
         self.granule_mask
             .store(granule.wrapping_sub(1), Ordering::Relaxed);
-        *self.core.lock().unwrap() = Some(Device::new(
+        *self.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(Device::new(
             DeviceConfig::new(&config, &regions),
             self.boot_bypass,
         ));
-        *self.reserved_regions.borrow_mut() = regions;
 
         self.virtio_init(VIRTIO_ID_IOMMU, CONFIG_SIZE);
         *self.queues.borrow_mut() = Some(Queues {
@@ -230,7 +226,7 @@ impl VirtioIommu {
         });
         register_system_reset(self);
         // SAFETY: the bus outlives the IOMMU plugged into it.
-        unsafe { bus.unwrap().as_ref() }.setup_iommu(self);
+        unsafe { bus.as_ref() }.setup_iommu(self);
         Ok(())
     }
 
@@ -331,11 +327,6 @@ impl VirtioIommu {
     fn reset_exit(&self, _type: ResetType) {
         let events: Option<Vec<NotifierEvent>> = self.with_core(Device::reset);
         self.apply_events(&events.unwrap_or_default());
-    }
-
-    /// The reserved regions accepted at realize.
-    pub fn reserved_regions(&self) -> Vec<ReservedRegion> {
-        self.reserved_regions.borrow().clone()
     }
 }
 
