@@ -236,7 +236,7 @@ impl VirtioIommu {
         let mut core = self
             .core
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         core.as_mut().map(f)
     }
 
