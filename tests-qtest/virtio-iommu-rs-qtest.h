@@ -1,8 +1,10 @@
 /*
  * SPDX-License-Identifier: GPL-2.0-or-later
  *
- * What the virtio-iommu-rs qtests share: the two devices under test and how
- * a guest driver finds one on the PCI bus.
+ * What the virtio-iommu-rs qtests share: the two devices under test, how
+ * a guest driver finds one on the PCI bus and how it reaches the device
+ * configuration.  What the tests that drive the queues share is in
+ * virtio-iommu-rs-queue.h.
  */
 
 #ifndef VIRTIO_IOMMU_RS_QTEST_H
@@ -10,7 +12,9 @@
 
 #include "libqos/pci.h"
 #include "libqos/virtio-pci.h"
+#include "libqos/virtio.h"
 #include "standard-headers/linux/virtio_ids.h"
+#include "standard-headers/linux/virtio_iommu.h"
 
 /* The reference (QEMU's C device) and ours */
 #define C_DEVICE    "virtio-iommu-pci"
@@ -19,6 +23,8 @@
 /* Modern-only virtio PCI identity (virtio 1.x spec, 4.1.2) */
 #define VIRTIO_PCI_VENDOR_ID       0x1af4
 #define VIRTIO_IOMMU_PCI_DEVICE_ID (0x1040 + VIRTIO_ID_IOMMU)
+
+#define CFG_BYPASS offsetof(struct virtio_iommu_config, bypass)
 
 static inline void iommu_save_devfn(QPCIDevice *pdev, int devfn, void *opaque)
 {
@@ -55,6 +61,34 @@ static inline QVirtioPCIDevice *iommu_find(QPCIBus *bus)
 
     qvirtio_pci_device_enable(dev);
     return dev;
+}
+
+/* Undo iommu_find() */
+static inline void iommu_release(QVirtioPCIDevice *dev)
+{
+    qvirtio_pci_device_disable(dev);
+    g_free(dev->pdev);
+    g_free(dev);
+}
+
+static inline uint8_t iommu_status(QVirtioPCIDevice *dev)
+{
+    return dev->vdev.bus->get_status(&dev->vdev);
+}
+
+static inline uint8_t iommu_read_bypass(QVirtioPCIDevice *dev)
+{
+    return qvirtio_config_readb(&dev->vdev, CFG_BYPASS);
+}
+
+/*
+ * libqos has no config write helper: store straight into the device
+ * configuration structure located through the virtio vendor capability.
+ */
+static inline void iommu_write_bypass(QVirtioPCIDevice *dev, uint8_t value)
+{
+    qpci_io_writeb(dev->pdev, dev->bar, dev->device_cfg_offset + CFG_BYPASS,
+                   value);
 }
 
 #endif

@@ -24,26 +24,14 @@
 
 #include "qemu/osdep.h"
 #include "libqtest.h"
-#include "qemu/bitops.h"
-#include "qemu/bswap.h"
-#include "libqos/libqos-malloc.h"
-#include "libqos/malloc-pc.h"
-#include "libqos/pci.h"
-#include "libqos/pci-pc.h"
-#include "libqos/virtio.h"
-#include "libqos/virtio-pci.h"
-#include "standard-headers/linux/virtio_config.h"
-#include "standard-headers/linux/virtio_ids.h"
-#include "standard-headers/linux/virtio_iommu.h"
 #include "standard-headers/linux/virtio_ring.h"
-#include "virtio-iommu-rs-qtest.h"
+#include "virtio-iommu-rs-queue.h"
 
 /*
  * Endpoints.  An endpoint id is the PCI requester id (bus << 8 | devfn) of a
  * device on the IOMMU's root bus (bus 0 on q35).  The machine puts the IOMMU
  * and three pci-testdev functions at fixed slots so that the ids are known.
  */
-#define IOMMU_DEVFN      QPCI_DEVFN(4, 0)
 #define EP_A             QPCI_DEVFN(5, 0)
 #define EP_B             QPCI_DEVFN(6, 0)
 #define EP_C             QPCI_DEVFN(7, 0)
@@ -55,66 +43,13 @@
 /* EP_A with bits above the 16-bit requester id (difference 7) */
 #define EP_A_ALIAS       ((1 << 16) | EP_A)
 
-/*
- * Both devices get aw-bits=39 explicitly.  On q35 the C device gets 39 from
- * a machine compat property and ours 64 (a documented configuration
- * difference, covered by virtio-iommu-rs-test); with the same input range
- * on both the request statuses can be compared, and "beyond input_range"
- * (difference 3) is reachable.
- */
-#define AW_BITS    39
 #define INPUT_END  ((1ULL << AW_BITS) - 1)
 
-/* q35 gives the C device the APIC MSI doorbell as a reserved MSI region */
-#define MSI_START  0xfee00000ULL
-#define MSI_END    0xfeefffffULL
-#define MSI_REGION "0xfee00000:0xfeefffff:1"
-
-#define TAIL_SIZE          sizeof(struct virtio_iommu_req_tail)
 #define PROBE_SIZE         512  /* the config space's probe_size */
 #define PROBE_ANSWER_SIZE  (PROBE_SIZE + TAIL_SIZE)
 
-/* Request lengths without the tail: what the driver makes device-readable */
-#define ATTACH_LEN (sizeof(struct virtio_iommu_req_attach) - TAIL_SIZE)
-#define DETACH_LEN (sizeof(struct virtio_iommu_req_detach) - TAIL_SIZE)
-#define MAP_LEN    (sizeof(struct virtio_iommu_req_map) - TAIL_SIZE)
-#define UNMAP_LEN  (sizeof(struct virtio_iommu_req_unmap) - TAIL_SIZE)
-#define PROBE_LEN  sizeof(struct virtio_iommu_req_probe)
-
-#define R    VIRTIO_IOMMU_MAP_F_READ
-#define W    VIRTIO_IOMMU_MAP_F_WRITE
-#define MMIO VIRTIO_IOMMU_MAP_F_MMIO
-#define RW   (R | W)
-
-#define S_OK     VIRTIO_IOMMU_S_OK
-#define S_UNSUPP VIRTIO_IOMMU_S_UNSUPP
-#define S_DEVERR VIRTIO_IOMMU_S_DEVERR
-#define S_INVAL  VIRTIO_IOMMU_S_INVAL
-#define S_RANGE  VIRTIO_IOMMU_S_RANGE
-#define S_NOENT  VIRTIO_IOMMU_S_NOENT
-
-/*
- * Both devices answer from the main loop in well under a millisecond; a
- * device that has not answered after this long never will.  Kept short so
- * that a device without request processing fails each case quickly.
- */
-#define REQUEST_TIMEOUT_US (2 * G_USEC_PER_SEC)
 /* Backstop for a whole case, should QEMU itself hang */
 #define CASE_TIMEOUT_US    (60 * G_USEC_PER_SEC)
-
-/*
- * Features our driver accepts.  EVENT_IDX is left out on purpose: the wait
- * below relies on an interrupt for every used buffer, which EVENT_IDX
- * would suppress unless the driver kept moving used_event.
- */
-#define DRIVER_FEATURES                               \
-    (BIT_ULL(VIRTIO_F_VERSION_1) |                    \
-     BIT_ULL(VIRTIO_IOMMU_F_INPUT_RANGE) |            \
-     BIT_ULL(VIRTIO_IOMMU_F_DOMAIN_RANGE) |           \
-     BIT_ULL(VIRTIO_IOMMU_F_MAP_UNMAP) |              \
-     BIT_ULL(VIRTIO_IOMMU_F_PROBE) |                  \
-     BIT_ULL(VIRTIO_IOMMU_F_MMIO) |                   \
-     BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG))
 
 /* What a request case needs at least */
 #define REQUIRED_FEATURES                             \
@@ -182,67 +117,6 @@ static const DeviceDifferences *differences(const char *device)
     return strcmp(device, C_DEVICE) == 0 ? &c_device : &rust_device;
 }
 
-static const char *status_name(unsigned status)
-{
-    static const char *const names[] = {
-        [VIRTIO_IOMMU_S_OK] = "OK",
-        [VIRTIO_IOMMU_S_IOERR] = "IOERR",
-        [VIRTIO_IOMMU_S_UNSUPP] = "UNSUPP",
-        [VIRTIO_IOMMU_S_DEVERR] = "DEVERR",
-        [VIRTIO_IOMMU_S_INVAL] = "INVAL",
-        [VIRTIO_IOMMU_S_RANGE] = "RANGE",
-        [VIRTIO_IOMMU_S_NOENT] = "NOENT",
-        [VIRTIO_IOMMU_S_FAULT] = "FAULT",
-        [VIRTIO_IOMMU_S_NOMEM] = "NOMEM",
-    };
-
-    return status < ARRAY_SIZE(names) ? names[status] : "(not a status)";
-}
-
-/*
- * What a loop in the case is at, for the failure messages of
- * assert_status().  (A case runs in a GTest subprocess, started with -q:
- * its g_test_message() output is not shown.)
- */
-static char *case_note;
-
-static void G_GNUC_PRINTF(1, 2) note(const char *fmt, ...)
-{
-    va_list ap;
-
-    g_free(case_note);
-    va_start(ap, fmt);
-    case_note = g_strdup_vprintf(fmt, ap);
-    va_end(ap);
-}
-
-static void note_clear(void)
-{
-    g_free(case_note);
-    case_note = NULL;
-}
-
-static char *status_text(const char *expr, unsigned status)
-{
-    if (!case_note) {
-        return g_strdup_printf("%s: %s", expr, status_name(status));
-    }
-    return g_strdup_printf("%s for %s: %s", expr, case_note,
-                           status_name(status));
-}
-
-/*
- * Compare by name, with the request and the loop context, so that a
- * failure reads e.g.
- * ("attach(&m, 1, EP_A): INVAL" == "attach(&m, 1, EP_A): OK")
- */
-#define assert_status(actual, expected)                                 \
-    do {                                                                \
-        g_autofree char *got_ = status_text(#actual, (actual));         \
-        g_autofree char *want_ = status_text(#actual, (expected));      \
-        g_assert_cmpstr(got_, ==, want_);                               \
-    } while (0)
-
 /* ---- machine, driver and guest memory ----------------------------------- */
 
 /* Guest memory for the two halves of a request, with room for gaps */
@@ -253,18 +127,6 @@ static char *status_text(const char *expr, unsigned status)
 #define IN_FILL     0xa5    /* what the device has not written */
 #define ANSWER_MAX  4096
 
-typedef struct Iommu {
-    const char *device;
-    QTestState *qts;
-    QPCIBus *bus;
-    QVirtioPCIDevice *dev;
-    QGuestAllocator alloc;
-    QVirtQueue *reqq;       /* queue 0: requests */
-    QVirtQueue *evtq;       /* queue 1: events (set up, never filled) */
-    uint64_t out_area;      /* device-readable buffers */
-    uint64_t in_area;       /* device-writable buffers */
-} Iommu;
-
 /* The device-writable part of a request once the device is done with it */
 typedef struct Answer {
     uint32_t used_len;
@@ -273,81 +135,16 @@ typedef struct Answer {
 } Answer;
 
 /*
- * Driver initialisation (virtio 1.x, 3.1.1): reset, ACKNOWLEDGE, DRIVER,
- * features, FEATURES_OK, queues, DRIVER_OK.
- */
-static void iommu_driver_init(Iommu *m)
-{
-    QVirtioDevice *vdev = &m->dev->vdev;
-    uint64_t features;
-
-    qvirtio_reset(vdev);
-    qvirtio_set_acknowledge(vdev);
-    qvirtio_set_driver(vdev);
-
-    features = qvirtio_get_features(vdev) & DRIVER_FEATURES;
-    g_assert_cmphex(features & REQUIRED_FEATURES, ==, REQUIRED_FEATURES);
-    qvirtio_set_features(vdev, features);
-
-    m->reqq = qvirtqueue_setup(vdev, &m->alloc, 0);
-    m->evtq = qvirtqueue_setup(vdev, &m->alloc, 1);
-    qvirtio_set_driver_ok(vdev);
-}
-
-static void iommu_driver_fini(Iommu *m)
-{
-    QVirtioDevice *vdev = &m->dev->vdev;
-
-    /* Stop the device before its rings go back to the allocator */
-    qvirtio_reset(vdev);
-    qvirtqueue_cleanup(vdev->bus, m->reqq, &m->alloc);
-    qvirtqueue_cleanup(vdev->bus, m->evtq, &m->alloc);
-    m->reqq = m->evtq = NULL;
-}
-
-/*
  * Boot q35 with @device at IOMMU_DEVFN and three endpoints, and bring the
  * device up as a driver would.
  */
 static void iommu_start(Iommu *m, const char *device)
 {
-    memset(m, 0, sizeof(*m));
-    m->device = device;
-    /* JSON -device: reserved-regions is a list; quoted for libqtest's sh */
-    m->qts = qtest_initf("-M q35 -nodefaults "
-                         "-device '{\"driver\":\"%s\",\"addr\":\"04.0\","
-                         "\"aw-bits\":%d%s}' "
-                         "-device pci-testdev,addr=05.0 "
-                         "-device pci-testdev,addr=06.0 "
-                         "-device pci-testdev,addr=07.0",
-                         device, AW_BITS, differences(device)->extra_props);
-    /* Every guest allocation must be given back by the end of the case */
-    pc_alloc_init(&m->alloc, m->qts, ALLOC_LEAK_ASSERT);
-    m->bus = qpci_new_pc(m->qts, &m->alloc);
-    m->dev = iommu_find(m->bus);
-    g_assert_cmphex(m->dev->pdev->devfn, ==, IOMMU_DEVFN);
-    iommu_driver_init(m);
-    m->out_area = guest_alloc(&m->alloc, AREA_SIZE);
-    m->in_area = guest_alloc(&m->alloc, AREA_SIZE);
-}
-
-static void iommu_stop(Iommu *m)
-{
-    guest_free(&m->alloc, m->out_area);
-    guest_free(&m->alloc, m->in_area);
-    iommu_driver_fini(m);
-    qvirtio_pci_device_disable(m->dev);
-    g_free(m->dev->pdev);
-    g_free(m->dev);
-    qpci_free_pc(m->bus);
-    alloc_destroy(&m->alloc);
-    qtest_quit(m->qts);
-    memset(m, 0, sizeof(*m));
-}
-
-static uint8_t iommu_status(Iommu *m)
-{
-    return m->dev->vdev.bus->get_status(&m->dev->vdev);
+    iommu_boot(m, device, differences(device)->extra_props,
+               "-device pci-testdev,addr=05.0 "
+               "-device pci-testdev,addr=06.0 "
+               "-device pci-testdev,addr=07.0",
+               REQUIRED_FEATURES, AREA_SIZE, AREA_SIZE);
 }
 
 static uint16_t used_idx(Iommu *m)
@@ -517,110 +314,6 @@ static uint8_t send_raw(Iommu *m, const void *req, size_t req_len)
     return answer_status(&ans, TAIL_SIZE);
 }
 
-/* ---- request encoding --------------------------------------------------- */
-
-static size_t enc_attach(void *buf, uint32_t domain, uint32_t ep,
-                         uint32_t flags)
-{
-    struct virtio_iommu_req_attach req = {
-        .head.type = VIRTIO_IOMMU_T_ATTACH,
-        .domain = cpu_to_le32(domain),
-        .endpoint = cpu_to_le32(ep),
-        .flags = cpu_to_le32(flags),
-    };
-
-    memcpy(buf, &req, ATTACH_LEN);
-    return ATTACH_LEN;
-}
-
-static size_t enc_detach(void *buf, uint32_t domain, uint32_t ep)
-{
-    struct virtio_iommu_req_detach req = {
-        .head.type = VIRTIO_IOMMU_T_DETACH,
-        .domain = cpu_to_le32(domain),
-        .endpoint = cpu_to_le32(ep),
-    };
-
-    memcpy(buf, &req, DETACH_LEN);
-    return DETACH_LEN;
-}
-
-static size_t enc_map(void *buf, uint32_t domain, uint64_t start,
-                      uint64_t end, uint64_t phys, uint32_t flags)
-{
-    struct virtio_iommu_req_map req = {
-        .head.type = VIRTIO_IOMMU_T_MAP,
-        .domain = cpu_to_le32(domain),
-        .virt_start = cpu_to_le64(start),
-        .virt_end = cpu_to_le64(end),
-        .phys_start = cpu_to_le64(phys),
-        .flags = cpu_to_le32(flags),
-    };
-
-    memcpy(buf, &req, MAP_LEN);
-    return MAP_LEN;
-}
-
-static size_t enc_unmap(void *buf, uint32_t domain, uint64_t start,
-                        uint64_t end)
-{
-    struct virtio_iommu_req_unmap req = {
-        .head.type = VIRTIO_IOMMU_T_UNMAP,
-        .domain = cpu_to_le32(domain),
-        .virt_start = cpu_to_le64(start),
-        .virt_end = cpu_to_le64(end),
-    };
-
-    memcpy(buf, &req, UNMAP_LEN);
-    return UNMAP_LEN;
-}
-
-static size_t enc_probe(void *buf, uint32_t ep)
-{
-    struct virtio_iommu_req_probe req = {
-        .head.type = VIRTIO_IOMMU_T_PROBE,
-        .endpoint = cpu_to_le32(ep),
-    };
-
-    memcpy(buf, &req, PROBE_LEN);
-    return PROBE_LEN;
-}
-
-static uint8_t attach_flags(Iommu *m, uint32_t domain, uint32_t ep,
-                            uint32_t flags)
-{
-    uint8_t buf[ATTACH_LEN];
-
-    return send_raw(m, buf, enc_attach(buf, domain, ep, flags));
-}
-
-static uint8_t attach(Iommu *m, uint32_t domain, uint32_t ep)
-{
-    return attach_flags(m, domain, ep, 0);
-}
-
-static uint8_t detach(Iommu *m, uint32_t domain, uint32_t ep)
-{
-    uint8_t buf[DETACH_LEN];
-
-    return send_raw(m, buf, enc_detach(buf, domain, ep));
-}
-
-static uint8_t map(Iommu *m, uint32_t domain, uint64_t start, uint64_t end,
-                   uint64_t phys, uint32_t flags)
-{
-    uint8_t buf[MAP_LEN];
-
-    return send_raw(m, buf, enc_map(buf, domain, start, end, phys, flags));
-}
-
-static uint8_t unmap(Iommu *m, uint32_t domain, uint64_t start, uint64_t end)
-{
-    uint8_t buf[UNMAP_LEN];
-
-    return send_raw(m, buf, enc_unmap(buf, domain, start, end));
-}
-
 /*
  * Whether [start, end] of @domain holds a mapping, found the way a driver
  * can see it: a MAP of exactly that range is INVAL (overlap) when it does;
@@ -679,13 +372,6 @@ static void assert_zeroes(const uint8_t *buf, size_t len)
 }
 
 /* ---- cases for each device ---------------------------------------------- */
-
-typedef struct TestCase TestCase;
-struct TestCase {
-    const char *device;     /* NULL for the differential cases */
-    unsigned seed;          /* differential cases only */
-    void (*fn)(const TestCase *tc);
-};
 
 static void test_attach_detach(const TestCase *tc)
 {
@@ -1311,7 +997,7 @@ static void test_bad_head_tail(const TestCase *tc)
              shapes[i].writable);
         iommu_post(&m, buf, &shapes[i].readable, 1, &shapes[i].writable, 1);
         do {
-            status = iommu_status(&m);
+            status = iommu_status(m.dev);
         } while (!(status & VIRTIO_CONFIG_S_NEEDS_RESET) &&
                  g_get_monotonic_time() < deadline);
         if (status != expected) {
@@ -1322,7 +1008,7 @@ static void test_bad_head_tail(const TestCase *tc)
 
         /* What a driver does next: reset and start over */
         iommu_driver_fini(&m);
-        iommu_driver_init(&m);
+        iommu_driver_init(&m, REQUIRED_FEATURES);
         assert_status(attach(&m, 1, EP_A), S_OK);
     }
     note_clear();
@@ -1841,27 +1527,6 @@ static void test_differential(const TestCase *tc)
 
 /* ---- registration ------------------------------------------------------- */
 
-/*
- * Run the case in a child process: its assertions abort only the child,
- * and this process reports the case as failed and goes on with the next.
- */
-static void run_isolated(const void *data)
-{
-    const TestCase *tc = data;
-
-    if (g_test_subprocess()) {
-        tc->fn(tc);
-        return;
-    }
-    g_test_trap_subprocess(NULL, CASE_TIMEOUT_US,
-                           G_TEST_SUBPROCESS_INHERIT_STDOUT |
-                           G_TEST_SUBPROCESS_INHERIT_STDERR);
-    if (!g_test_trap_has_passed()) {
-        g_test_message("the case failed in its subprocess (see its stderr)");
-        g_test_fail();
-    }
-}
-
 static const struct {
     const char *name;
     void (*fn)(const TestCase *tc);
@@ -1889,18 +1554,6 @@ static const struct {
     { "difference-endpoint-alias", test_diff_endpoint_alias },
 };
 
-static void add_case(const char *path, const char *device, unsigned seed,
-                     void (*fn)(const TestCase *tc))
-{
-    /* Lives until the process exits, as GTest keeps the pointer */
-    TestCase *tc = g_new0(TestCase, 1);
-
-    tc->device = device;
-    tc->seed = seed;
-    tc->fn = fn;
-    qtest_add_data_func(path, tc, run_isolated);
-}
-
 static void add_device_cases(const char *device)
 {
     for (size_t i = 0; i < ARRAY_SIZE(device_cases); i++) {
@@ -1908,7 +1561,7 @@ static void add_device_cases(const char *device)
             g_strdup_printf("virtio-iommu-rs-requests/%s/%s", device,
                             device_cases[i].name);
 
-        add_case(path, device, 0, device_cases[i].fn);
+        add_case(path, device, 0, CASE_TIMEOUT_US, device_cases[i].fn);
     }
 }
 
@@ -1924,7 +1577,7 @@ int main(int argc, char **argv)
             g_strdup_printf("virtio-iommu-rs-requests/differential/seed-%u",
                             seed);
 
-        add_case(path, NULL, seed, test_differential);
+        add_case(path, NULL, seed, CASE_TIMEOUT_US, test_differential);
     }
 
     return g_test_run();

@@ -88,7 +88,6 @@
 #define CFG_DOMAIN_START     offsetof(struct virtio_iommu_config, domain_range.start)
 #define CFG_DOMAIN_END       offsetof(struct virtio_iommu_config, domain_range.end)
 #define CFG_PROBE_SIZE       offsetof(struct virtio_iommu_config, probe_size)
-#define CFG_BYPASS           offsetof(struct virtio_iommu_config, bypass)
 
 /*
  * The documented differences between the two devices (docs/differences.md):
@@ -142,13 +141,6 @@ typedef struct IommuMachine {
 
 /* ---- machine and device life cycle ------------------------------------ */
 
-static void iommu_release(QVirtioPCIDevice *dev)
-{
-    qvirtio_pci_device_disable(dev);
-    g_free(dev->pdev);
-    g_free(dev);
-}
-
 /* Boot q35 with @device and optional comma-separated @props */
 static void iommu_start(IommuMachine *m, const char *device, const char *props)
 {
@@ -179,11 +171,6 @@ static void iommu_system_reset(IommuMachine *m)
 
 /* ---- virtio helpers ------------------------------------------------------ */
 
-static uint8_t iommu_status(IommuMachine *m)
-{
-    return m->dev->vdev.bus->get_status(&m->dev->vdev);
-}
-
 /*
  * Driver initialisation up to FEATURES_OK (virtio 1.x, 3.1.1), accepting the
  * offered features that are also in @driver_features.  Returns the
@@ -203,27 +190,10 @@ static uint64_t iommu_negotiate(IommuMachine *m, uint64_t driver_features)
     qvirtio_set_features(vdev, accepted);
 
     g_assert_cmphex(vdev->bus->get_guest_features(vdev), ==, accepted);
-    g_assert_cmphex(iommu_status(m), ==,
+    g_assert_cmphex(iommu_status(m->dev), ==,
                     VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
                     VIRTIO_CONFIG_S_FEATURES_OK);
     return accepted;
-}
-
-static uint8_t iommu_read_bypass(IommuMachine *m)
-{
-    return qvirtio_config_readb(&m->dev->vdev, CFG_BYPASS);
-}
-
-/*
- * libqos has no config write helper: store straight into the device
- * configuration structure located through the virtio vendor capability.
- */
-static void iommu_write_bypass(IommuMachine *m, uint8_t value)
-{
-    QVirtioPCIDevice *dev = m->dev;
-
-    qpci_io_writeb(dev->pdev, dev->bar, dev->device_cfg_offset + CFG_BYPASS,
-                   value);
 }
 
 /* ---- 1. PCI identity ----------------------------------------------------- */
@@ -328,7 +298,7 @@ static void test_config_defaults(const void *data)
     g_assert_cmpuint(qvirtio_config_readl(vdev, CFG_PROBE_SIZE), ==,
                      EXPECTED_PROBE_SIZE);
     /* boot-bypass defaults to on */
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 1);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 1);
 
     iommu_stop(&m);
 }
@@ -394,7 +364,7 @@ static void test_config_boot_bypass_off(const void *data)
     iommu_start(&m, data, "boot-bypass=off");
     iommu_negotiate(&m, DRIVER_FEATURES);
 
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 0);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 0);
 
     iommu_stop(&m);
 }
@@ -409,12 +379,12 @@ static void test_bypass_write(const void *data)
     g_assert_true(iommu_negotiate(&m, DRIVER_FEATURES) &
                   BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG));
 
-    iommu_write_bypass(&m, 0);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 0);
-    iommu_write_bypass(&m, 1);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 1);
+    iommu_write_bypass(m.dev, 0);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 0);
+    iommu_write_bypass(m.dev, 1);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 1);
 
-    g_assert_false(iommu_status(&m) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    g_assert_false(iommu_status(m.dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
 
     iommu_stop(&m);
 }
@@ -431,12 +401,12 @@ static void test_bypass_invalid(const void *data)
     iommu_start(&m, data, NULL);
     iommu_negotiate(&m, DRIVER_FEATURES);
 
-    iommu_write_bypass(&m, 2);
-    g_assert_cmphex(iommu_status(&m), ==,
+    iommu_write_bypass(m.dev, 2);
+    g_assert_cmphex(iommu_status(m.dev), ==,
                     VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
                     VIRTIO_CONFIG_S_FEATURES_OK |
                     VIRTIO_CONFIG_S_NEEDS_RESET);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 1);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 1);
 
     iommu_stop(&m);
 }
@@ -453,13 +423,13 @@ static void test_bypass_write_unnegotiated(const void *data)
     iommu_negotiate(&m, DRIVER_FEATURES &
                         ~BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG));
 
-    iommu_write_bypass(&m, 1);
-    g_assert_false(iommu_status(&m) & VIRTIO_CONFIG_S_NEEDS_RESET);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 1);
+    iommu_write_bypass(m.dev, 1);
+    g_assert_false(iommu_status(m.dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 1);
 
-    iommu_write_bypass(&m, 0);
-    g_assert_true(iommu_status(&m) & VIRTIO_CONFIG_S_NEEDS_RESET);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, 1);
+    iommu_write_bypass(m.dev, 0);
+    g_assert_true(iommu_status(m.dev) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, 1);
 
     iommu_stop(&m);
 }
@@ -477,19 +447,19 @@ static void check_bypass_reset(const char *device, const char *props,
     g_test_message("%s %s", device, props ? props : "(default properties)");
     iommu_start(&m, device, props);
     iommu_negotiate(&m, DRIVER_FEATURES);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, boot_value);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, boot_value);
 
-    iommu_write_bypass(&m, new_value);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, new_value);
+    iommu_write_bypass(m.dev, new_value);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, new_value);
 
     /* Device reset (status := 0) and a fresh driver initialisation */
     iommu_negotiate(&m, DRIVER_FEATURES);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, new_value);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, new_value);
 
     iommu_system_reset(&m);
-    g_assert_cmphex(iommu_status(&m), ==, 0);
+    g_assert_cmphex(iommu_status(m.dev), ==, 0);
     iommu_negotiate(&m, DRIVER_FEATURES);
-    g_assert_cmpuint(iommu_read_bypass(&m), ==, boot_value);
+    g_assert_cmpuint(iommu_read_bypass(m.dev), ==, boot_value);
 
     iommu_stop(&m);
 }
@@ -671,10 +641,7 @@ static void test_reserved_regions_default(const void *data)
     QList *regions;
     IommuMachine m;
 
-    m.qts = qtest_initf("-M q35 -nodefaults -device %s,id=viommu",
-                        (const char *)data);
-    m.bus = qpci_new_pc(m.qts, NULL);
-    m.dev = iommu_find(m.bus);
+    iommu_start(&m, data, "id=viommu");
 
     rsp = qtest_qmp(m.qts, "{ 'execute': 'qom-get', 'arguments': "
                     "{ 'path': '/machine/peripheral/viommu', "

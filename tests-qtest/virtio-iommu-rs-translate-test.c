@@ -23,19 +23,9 @@
 
 #include "qemu/osdep.h"
 #include "libqtest.h"
-#include "qemu/bitops.h"
-#include "qemu/bswap.h"
-#include "libqos/libqos-malloc.h"
-#include "libqos/malloc-pc.h"
-#include "libqos/pci.h"
-#include "libqos/pci-pc.h"
-#include "libqos/virtio.h"
-#include "libqos/virtio-pci.h"
 #include "hw/pci/pci_regs.h"
-#include "standard-headers/linux/virtio_config.h"
-#include "standard-headers/linux/virtio_iommu.h"
 #include "standard-headers/linux/virtio_ring.h"
-#include "virtio-iommu-rs-qtest.h"
+#include "virtio-iommu-rs-queue.h"
 
 /*
  * The machine: the IOMMU at 04.0 and edu at 05.0 on q35's root bus (bus 0),
@@ -43,13 +33,8 @@
  * first on the command line: a PCI device takes its DMA address space from
  * the bus's IOMMU when it is realized.
  */
-#define IOMMU_DEVFN QPCI_DEVFN(4, 0)
 #define EDU_DEVFN   QPCI_DEVFN(5, 0)
 #define EDU_EP      EDU_DEVFN
-
-/* As in the requests test: the same input range and MSI region for both */
-#define AW_BITS    39
-#define MSI_REGION "0xfee00000:0xfeefffff:1"
 
 /* ---- edu (hw/misc/edu.c) ------------------------------------------------ */
 
@@ -83,18 +68,7 @@
 
 /* ---- the virtio-iommu driver -------------------------------------------- */
 
-#define TAIL_SIZE  sizeof(struct virtio_iommu_req_tail)
-#define ATTACH_LEN (sizeof(struct virtio_iommu_req_attach) - TAIL_SIZE)
-#define DETACH_LEN (sizeof(struct virtio_iommu_req_detach) - TAIL_SIZE)
-#define MAP_LEN    (sizeof(struct virtio_iommu_req_map) - TAIL_SIZE)
-#define UNMAP_LEN  (sizeof(struct virtio_iommu_req_unmap) - TAIL_SIZE)
 #define REQ_MAX    64
-
-#define R  VIRTIO_IOMMU_MAP_F_READ
-#define W  VIRTIO_IOMMU_MAP_F_WRITE
-#define RW (R | W)
-
-#define S_OK VIRTIO_IOMMU_S_OK
 
 #define FAULT_SIZE sizeof(struct virtio_iommu_fault)
 #define F_READ     VIRTIO_IOMMU_FAULT_F_READ
@@ -109,8 +83,7 @@
 #define EVT_BUF_SIZE  32
 #define EVT_FILL      0xa5
 
-/* Both devices answer within a millisecond; these only bound a hang */
-#define REQUEST_TIMEOUT_US (2 * G_USEC_PER_SEC)
+/* Both devices report within a millisecond; this only bounds a hang */
 #define EVENT_TIMEOUT_US   (2 * G_USEC_PER_SEC)
 /*
  * How long to watch the event queue before concluding that no fault is
@@ -123,24 +96,9 @@
 /* Backstop for a whole case, should QEMU itself hang */
 #define CASE_TIMEOUT_US    (30 * G_USEC_PER_SEC)
 
-/*
- * EVENT_IDX is left out: the driver never moves used_event, and it polls
- * the used rings instead of waiting for interrupts anyway.
- */
-#define DRIVER_FEATURES                               \
-    (BIT_ULL(VIRTIO_F_VERSION_1) |                    \
-     BIT_ULL(VIRTIO_IOMMU_F_INPUT_RANGE) |            \
-     BIT_ULL(VIRTIO_IOMMU_F_DOMAIN_RANGE) |           \
-     BIT_ULL(VIRTIO_IOMMU_F_MAP_UNMAP) |              \
-     BIT_ULL(VIRTIO_IOMMU_F_PROBE) |                  \
-     BIT_ULL(VIRTIO_IOMMU_F_MMIO) |                   \
-     BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG))
-
 #define REQUIRED_FEATURES                             \
     (BIT_ULL(VIRTIO_F_VERSION_1) |                    \
      BIT_ULL(VIRTIO_IOMMU_F_MAP_UNMAP))
-
-#define CFG_BYPASS offsetof(struct virtio_iommu_config, bypass)
 
 /* ---- guest RAM used by the cases ---------------------------------------- */
 
@@ -215,48 +173,11 @@ static const DeviceDifferences *differences(const char *device)
     return strcmp(device, C_DEVICE) == 0 ? &c_device : &rust_device;
 }
 
-static const char *status_name(unsigned status)
-{
-    static const char *const names[] = {
-        [VIRTIO_IOMMU_S_OK] = "OK",
-        [VIRTIO_IOMMU_S_IOERR] = "IOERR",
-        [VIRTIO_IOMMU_S_UNSUPP] = "UNSUPP",
-        [VIRTIO_IOMMU_S_DEVERR] = "DEVERR",
-        [VIRTIO_IOMMU_S_INVAL] = "INVAL",
-        [VIRTIO_IOMMU_S_RANGE] = "RANGE",
-        [VIRTIO_IOMMU_S_NOENT] = "NOENT",
-        [VIRTIO_IOMMU_S_FAULT] = "FAULT",
-        [VIRTIO_IOMMU_S_NOMEM] = "NOMEM",
-    };
-
-    return status < ARRAY_SIZE(names) && names[status] ? names[status]
-                                                       : "(not a status)";
-}
-
-/* Compare by name, so that a failure names the request and both statuses */
-#define assert_status(actual, expected)                                 \
-    do {                                                                \
-        g_autofree char *got_ =                                         \
-            g_strdup_printf("%s: %s", #actual, status_name(actual));    \
-        g_autofree char *want_ =                                        \
-            g_strdup_printf("%s: %s", #actual, status_name(expected));  \
-        g_assert_cmpstr(got_, ==, want_);                               \
-    } while (0)
-
 /* ---- machine ------------------------------------------------------------ */
 
 typedef struct Rig {
-    const char *device;
-    QTestState *qts;
-    QPCIBus *bus;
-    QGuestAllocator alloc;
-    /* The IOMMU and its driver */
-    QVirtioPCIDevice *dev;
-    uint64_t features;
-    QVirtQueue *reqq;
-    QVirtQueue *evtq;
-    uint64_t req_area;          /* device-readable request */
-    uint64_t ans_area;          /* device-writable tail */
+    /* The IOMMU and its driver; out_area holds a request, in_area a tail */
+    Iommu iommu;
     uint64_t evt_area;          /* EVT_BUFS event buffers */
     unsigned evt_posted;        /* event buffers handed to the device */
     uint32_t evt_desc[EVT_BUFS];    /* descriptor of each posted buffer */
@@ -267,34 +188,6 @@ typedef struct Rig {
     uint64_t ram;
 } Rig;
 
-static void iommu_driver_init(Rig *r)
-{
-    QVirtioDevice *vdev = &r->dev->vdev;
-
-    qvirtio_reset(vdev);
-    qvirtio_set_acknowledge(vdev);
-    qvirtio_set_driver(vdev);
-
-    r->features = qvirtio_get_features(vdev) & DRIVER_FEATURES;
-    g_assert_cmphex(r->features & REQUIRED_FEATURES, ==, REQUIRED_FEATURES);
-    qvirtio_set_features(vdev, r->features);
-
-    r->reqq = qvirtqueue_setup(vdev, &r->alloc, 0);
-    r->evtq = qvirtqueue_setup(vdev, &r->alloc, 1);
-    qvirtio_set_driver_ok(vdev);
-}
-
-static void iommu_driver_fini(Rig *r)
-{
-    QVirtioDevice *vdev = &r->dev->vdev;
-
-    /* Stop the device before its rings go back to the allocator */
-    qvirtio_reset(vdev);
-    qvirtqueue_cleanup(vdev->bus, r->reqq, &r->alloc);
-    qvirtqueue_cleanup(vdev->bus, r->evtq, &r->alloc);
-    r->reqq = r->evtq = NULL;
-}
-
 static void evt_post(Rig *r, unsigned n);
 
 /* Find edu, map its MMIO BAR and let it master the bus (DMA) */
@@ -302,7 +195,7 @@ static void edu_init(Rig *r)
 {
     uint16_t cmd;
 
-    r->edu = qpci_device_find(r->bus, EDU_DEVFN);
+    r->edu = qpci_device_find(r->iommu.bus, EDU_DEVFN);
     g_assert_nonnull(r->edu);
     g_assert_cmphex(qpci_config_readw(r->edu, PCI_VENDOR_ID), ==,
                     EDU_VENDOR_ID);
@@ -323,29 +216,20 @@ static void edu_init(Rig *r)
 static void rig_start(Rig *r, const char *device, bool boot_bypass,
                       unsigned evt_bufs)
 {
+    g_autofree char *props =
+        g_strdup_printf(",\"boot-bypass\":%s%s",
+                        boot_bypass ? "true" : "false",
+                        differences(device)->extra_props);
+
     memset(r, 0, sizeof(*r));
-    r->device = device;
-    /* JSON -device: reserved-regions is a list; quoted for libqtest's sh */
-    r->qts = qtest_initf("-M q35 -nodefaults "
-                         "-device '{\"driver\":\"%s\",\"addr\":\"04.0\","
-                         "\"aw-bits\":%d,\"boot-bypass\":%s%s}' "
-                         "-device edu,addr=05.0",
-                         device, AW_BITS, boot_bypass ? "true" : "false",
-                         differences(device)->extra_props);
-    /* Every guest allocation must be given back by the end of the case */
-    pc_alloc_init(&r->alloc, r->qts, ALLOC_LEAK_ASSERT);
-    r->bus = qpci_new_pc(r->qts, &r->alloc);
-    r->dev = iommu_find(r->bus);
-    g_assert_cmphex(r->dev->pdev->devfn, ==, IOMMU_DEVFN);
-    iommu_driver_init(r);
-    r->req_area = guest_alloc(&r->alloc, REQ_MAX);
-    r->ans_area = guest_alloc(&r->alloc, TAIL_SIZE);
-    r->evt_area = guest_alloc(&r->alloc, EVT_BUFS * EVT_BUF_SIZE);
-    r->ram = guest_alloc(&r->alloc, RAM_SIZE);
+    iommu_boot(&r->iommu, device, props, "-device edu,addr=05.0",
+               REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
+    r->evt_area = guest_alloc(&r->iommu.alloc, EVT_BUFS * EVT_BUF_SIZE);
+    r->ram = guest_alloc(&r->iommu.alloc, RAM_SIZE);
     /* The allocator hands out whole pages; the cases rely on it */
     g_assert_cmphex(r->ram & 0xfff, ==, 0);
     g_assert_cmphex(r->ram + RAM_SIZE, <=, EDU_DMA_LIMIT);
-    qtest_memset(r->qts, r->ram, GUARD_FILL, RAM_SIZE);
+    qtest_memset(r->iommu.qts, r->ram, GUARD_FILL, RAM_SIZE);
     edu_init(r);
     evt_post(r, evt_bufs);
 }
@@ -354,23 +238,10 @@ static void rig_stop(Rig *r)
 {
     qpci_iounmap(r->edu, r->edu_bar);
     g_free(r->edu);
-    guest_free(&r->alloc, r->req_area);
-    guest_free(&r->alloc, r->ans_area);
-    guest_free(&r->alloc, r->evt_area);
-    guest_free(&r->alloc, r->ram);
-    iommu_driver_fini(r);
-    qvirtio_pci_device_disable(r->dev);
-    g_free(r->dev->pdev);
-    g_free(r->dev);
-    qpci_free_pc(r->bus);
-    alloc_destroy(&r->alloc);
-    qtest_quit(r->qts);
+    guest_free(&r->iommu.alloc, r->evt_area);
+    guest_free(&r->iommu.alloc, r->ram);
+    iommu_stop(&r->iommu);
     memset(r, 0, sizeof(*r));
-}
-
-static uint8_t iommu_status(Rig *r)
-{
-    return r->dev->vdev.bus->get_status(&r->dev->vdev);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -380,9 +251,9 @@ static uint8_t iommu_status(Rig *r)
  * its status.  The driver polls the used ring rather than the ISR: reading
  * the ISR would clear the event queue's interrupt too.
  */
-static uint8_t send_req(Rig *r, const void *req, size_t len)
+static uint8_t send_raw(Iommu *m, const void *req, size_t len)
 {
-    QVirtQueue *vq = r->reqq;
+    QVirtQueue *vq = m->reqq;
     gint64 deadline = g_get_monotonic_time() + REQUEST_TIMEOUT_US;
     uint8_t tail[TAIL_SIZE];
     uint32_t head, id, used_len;
@@ -395,95 +266,23 @@ static uint8_t send_req(Rig *r, const void *req, size_t len)
     vq->free_head = 0;
     vq->num_free = vq->size;
 
-    qtest_memwrite(r->qts, r->req_area, req, len);
-    qtest_memset(r->qts, r->ans_area, 0xff, TAIL_SIZE);
-    head = qvirtqueue_add(r->qts, vq, r->req_area, len, false, true);
-    qvirtqueue_add(r->qts, vq, r->ans_area, TAIL_SIZE, true, false);
-    qvirtqueue_kick(r->qts, &r->dev->vdev, vq, head);
+    qtest_memwrite(m->qts, m->out_area, req, len);
+    qtest_memset(m->qts, m->in_area, 0xff, TAIL_SIZE);
+    head = qvirtqueue_add(m->qts, vq, m->out_area, len, false, true);
+    qvirtqueue_add(m->qts, vq, m->in_area, TAIL_SIZE, true, false);
+    qvirtqueue_kick(m->qts, &m->dev->vdev, vq, head);
 
-    while (!qvirtqueue_get_buf(r->qts, vq, &id, &used_len)) {
+    while (!qvirtqueue_get_buf(m->qts, vq, &id, &used_len)) {
         if (g_get_monotonic_time() > deadline) {
             g_error("%s did not answer a request of type %u within %d ms",
-                    r->device, ((const uint8_t *)req)[0],
+                    m->device, ((const uint8_t *)req)[0],
                     (int)(REQUEST_TIMEOUT_US / 1000));
         }
     }
     g_assert_cmpuint(id, ==, head);
     g_assert_cmpuint(used_len, ==, TAIL_SIZE);
-    qtest_memread(r->qts, r->ans_area, tail, TAIL_SIZE);
+    qtest_memread(m->qts, m->in_area, tail, TAIL_SIZE);
     return tail[0];
-}
-
-static uint8_t attach_flags(Rig *r, uint32_t domain, uint32_t ep,
-                            uint32_t flags)
-{
-    struct virtio_iommu_req_attach req = {
-        .head.type = VIRTIO_IOMMU_T_ATTACH,
-        .domain = cpu_to_le32(domain),
-        .endpoint = cpu_to_le32(ep),
-        .flags = cpu_to_le32(flags),
-    };
-
-    return send_req(r, &req, ATTACH_LEN);
-}
-
-static uint8_t attach(Rig *r, uint32_t domain, uint32_t ep)
-{
-    return attach_flags(r, domain, ep, 0);
-}
-
-static uint8_t detach(Rig *r, uint32_t domain, uint32_t ep)
-{
-    struct virtio_iommu_req_detach req = {
-        .head.type = VIRTIO_IOMMU_T_DETACH,
-        .domain = cpu_to_le32(domain),
-        .endpoint = cpu_to_le32(ep),
-    };
-
-    return send_req(r, &req, DETACH_LEN);
-}
-
-/* Map the inclusive range [start, end] to @phys */
-static uint8_t map(Rig *r, uint32_t domain, uint64_t start, uint64_t end,
-                   uint64_t phys, uint32_t flags)
-{
-    struct virtio_iommu_req_map req = {
-        .head.type = VIRTIO_IOMMU_T_MAP,
-        .domain = cpu_to_le32(domain),
-        .virt_start = cpu_to_le64(start),
-        .virt_end = cpu_to_le64(end),
-        .phys_start = cpu_to_le64(phys),
-        .flags = cpu_to_le32(flags),
-    };
-
-    return send_req(r, &req, MAP_LEN);
-}
-
-static uint8_t unmap(Rig *r, uint32_t domain, uint64_t start, uint64_t end)
-{
-    struct virtio_iommu_req_unmap req = {
-        .head.type = VIRTIO_IOMMU_T_UNMAP,
-        .domain = cpu_to_le32(domain),
-        .virt_start = cpu_to_le64(start),
-        .virt_end = cpu_to_le64(end),
-    };
-
-    return send_req(r, &req, UNMAP_LEN);
-}
-
-/*
- * libqos has no config write helper: store straight into the device
- * configuration structure located through the virtio vendor capability.
- */
-static void write_bypass(Rig *r, uint8_t value)
-{
-    qpci_io_writeb(r->dev->pdev, r->dev->bar,
-                   r->dev->device_cfg_offset + CFG_BYPASS, value);
-}
-
-static uint8_t read_bypass(Rig *r)
-{
-    return qvirtio_config_readb(&r->dev->vdev, CFG_BYPASS);
 }
 
 /* ---- the event queue ---------------------------------------------------- */
@@ -503,11 +302,11 @@ static void evt_post(Rig *r, unsigned n)
         uint32_t desc;
 
         g_assert_cmpuint(r->evt_posted, <, EVT_BUFS);
-        qtest_memset(r->qts, addr, EVT_FILL, EVT_BUF_SIZE);
-        desc = qvirtqueue_add(r->qts, r->evtq, addr, EVT_BUF_SIZE, true,
-                              false);
+        qtest_memset(r->iommu.qts, addr, EVT_FILL, EVT_BUF_SIZE);
+        desc = qvirtqueue_add(r->iommu.qts, r->iommu.evtq, addr,
+                              EVT_BUF_SIZE, true, false);
         r->evt_desc[r->evt_posted++] = desc;
-        qvirtqueue_kick(r->qts, &r->dev->vdev, r->evtq, desc);
+        qvirtqueue_kick(r->iommu.qts, &r->iommu.dev->vdev, r->iommu.evtq, desc);
     }
 }
 
@@ -522,7 +321,7 @@ static bool evt_next(Rig *r, gint64 timeout_us, Fault *f)
     uint32_t id, used_len;
     unsigned slot;
 
-    while (!qvirtqueue_get_buf(r->qts, r->evtq, &id, &used_len)) {
+    while (!qvirtqueue_get_buf(r->iommu.qts, r->iommu.evtq, &id, &used_len)) {
         if (g_get_monotonic_time() > deadline) {
             return false;
         }
@@ -532,7 +331,7 @@ static bool evt_next(Rig *r, gint64 timeout_us, Fault *f)
     }
     g_assert_cmpuint(slot, <, r->evt_posted);
     g_assert_cmpuint(used_len, ==, FAULT_SIZE);
-    qtest_memread(r->qts, r->evt_area + slot * EVT_BUF_SIZE, buf,
+    qtest_memread(r->iommu.qts, r->evt_area + slot * EVT_BUF_SIZE, buf,
                   sizeof(buf));
 
     f->reason = buf[offsetof(struct virtio_iommu_fault, reason)];
@@ -563,7 +362,8 @@ static void expect_fault(Rig *r, uint8_t reason, uint32_t flags,
 
     if (!evt_next(r, EVENT_TIMEOUT_US, &f)) {
         g_error("%s reported no fault (expected reason %u flags 0x%x "
-                "address 0x%" PRIx64 ")", r->device, reason, flags, address);
+                "address 0x%" PRIx64 ")", r->iommu.device, reason, flags,
+                address);
     }
     g_assert_cmpuint(f.reason, ==, reason);
     g_assert_cmphex(f.flags, ==, flags);
@@ -577,7 +377,7 @@ static void expect_no_fault(Rig *r)
 
     if (evt_next(r, QUIET_US, &f)) {
         g_error("%s reported an unexpected fault: reason %u flags 0x%x "
-                "endpoint 0x%x address 0x%" PRIx64, r->device, f.reason,
+                "endpoint 0x%x address 0x%" PRIx64, r->iommu.device, f.reason,
                 f.flags, f.endpoint, f.address);
     }
 }
@@ -594,7 +394,7 @@ static void edu_dma(Rig *r, uint64_t src, uint64_t dst, uint64_t len,
     qpci_io_writeq(r->edu, r->edu_bar, EDU_REG_DMA_CNT, len);
     qpci_io_writeq(r->edu, r->edu_bar, EDU_REG_DMA_CMD,
                    EDU_DMA_RUN | (to_ram ? EDU_DMA_TO_RAM : 0));
-    qtest_clock_step(r->qts, EDU_DMA_DELAY_NS);
+    qtest_clock_step(r->iommu.qts, EDU_DMA_DELAY_NS);
     g_assert_cmphex(qpci_io_readq(r->edu, r->edu_bar, EDU_REG_DMA_CMD) &
                     EDU_DMA_RUN, ==, 0);
 }
@@ -628,7 +428,7 @@ static void ram_write_pattern(Rig *r, uint64_t gpa, size_t len, uint8_t seed)
     g_autofree uint8_t *buf = g_malloc(len);
 
     pattern(buf, len, seed);
-    qtest_memwrite(r->qts, gpa, buf, len);
+    qtest_memwrite(r->iommu.qts, gpa, buf, len);
 }
 
 static void ram_expect_pattern(Rig *r, uint64_t gpa, size_t len, uint8_t seed)
@@ -637,7 +437,7 @@ static void ram_expect_pattern(Rig *r, uint64_t gpa, size_t len, uint8_t seed)
     g_autofree uint8_t *got = g_malloc(len);
 
     pattern(want, len, seed);
-    qtest_memread(r->qts, gpa, got, len);
+    qtest_memread(r->iommu.qts, gpa, got, len);
     g_assert_cmpmem(got, len, want, len);
 }
 
@@ -647,16 +447,11 @@ static void ram_expect_fill(Rig *r, uint64_t gpa, size_t len, uint8_t fill)
     g_autofree uint8_t *got = g_malloc(len);
 
     memset(want, fill, len);
-    qtest_memread(r->qts, gpa, got, len);
+    qtest_memread(r->iommu.qts, gpa, got, len);
     g_assert_cmpmem(got, len, want, len);
 }
 
 /* ---- cases -------------------------------------------------------------- */
-
-typedef struct TestCase {
-    const char *device;
-    void (*fn)(const char *device);
-} TestCase;
 
 /*
  * A RAM -> edu -> RAM round trip through DMA addresses @src and @dst that
@@ -667,7 +462,7 @@ static void round_trip(Rig *r, uint64_t src, uint64_t src_gpa, uint64_t dst,
                        uint64_t dst_gpa, uint32_t len, uint8_t seed)
 {
     ram_write_pattern(r, src_gpa, len, seed);
-    qtest_memset(r->qts, dst_gpa - 1, GUARD_FILL, len + 2);
+    qtest_memset(r->iommu.qts, dst_gpa - 1, GUARD_FILL, len + 2);
     dma_read(r, src, 0, len);
     dma_write(r, dst, 0, len);
     ram_expect_pattern(r, dst_gpa, len, seed);
@@ -679,12 +474,12 @@ static void round_trip(Rig *r, uint64_t src, uint64_t src_gpa, uint64_t dst,
  * 1. boot-bypass on, edu never attached: its DMA goes straight to guest
  * RAM, untranslated, and nothing is reported.
  */
-static void test_bypass_default(const char *device)
+static void test_bypass_default(const TestCase *tc)
 {
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
-    g_assert_cmpuint(read_bypass(&r), ==, 1);
+    rig_start(&r, tc->device, true, EVT_BUFS);
+    g_assert_cmpuint(iommu_read_bypass(r.iommu.dev), ==, 1);
     round_trip(&r, r.ram + 0x100, r.ram + 0x100, r.ram + 0x2345,
                r.ram + 0x2345, 0x800, 1);
     expect_no_fault(&r);
@@ -703,13 +498,13 @@ static void test_bypass_default(const char *device)
  * So a 4-byte-aligned 4-byte DMA makes one report and a 16-byte one four,
  * at successive addresses.
  */
-static void test_no_bypass_unattached(const char *device)
+static void test_no_bypass_unattached(const TestCase *tc)
 {
     Rig r;
     uint64_t src, dst;
 
-    rig_start(&r, device, false, EVT_BUFS);
-    g_assert_cmpuint(read_bypass(&r), ==, 0);
+    rig_start(&r, tc->device, false, EVT_BUFS);
+    g_assert_cmpuint(iommu_read_bypass(r.iommu.dev), ==, 0);
     src = r.ram;
     dst = r.ram + 0x1000;
     ram_write_pattern(&r, src, 0x100, 2);
@@ -742,8 +537,8 @@ static void test_no_bypass_unattached(const char *device)
      * and write its buffer out: zeroes, what the memory core reads from
      * the unassigned region, not the pattern in RAM.
      */
-    assert_status(attach_flags(&r, 1, EDU_EP, VIRTIO_IOMMU_ATTACH_F_BYPASS),
-                  S_OK);
+    assert_status(attach_flags(&r.iommu, 1, EDU_EP,
+                               VIRTIO_IOMMU_ATTACH_F_BYPASS), S_OK);
     dma_write(&r, dst + 0x200, 0, 0x80);
     ram_expect_fill(&r, dst + 0x200, 0x80, 0);
     expect_no_fault(&r);
@@ -752,7 +547,7 @@ static void test_no_bypass_unattached(const char *device)
 }
 
 /* 3. Mapped read-write: the bytes go where the mappings say */
-static void test_mapped_rw(const char *device)
+static void test_mapped_rw(const TestCase *tc)
 {
     uint8_t sent[0x1000], want[0x2000], got[0x2000];
     Rig r;
@@ -761,10 +556,10 @@ static void test_mapped_rw(const char *device)
      * boot-bypass on: attaching edu must take it off the bypass path it
      * starts on.
      */
-    rig_start(&r, device, true, EVT_BUFS);
-    assert_status(attach(&r, 1, EDU_EP), S_OK);
-    assert_status(map(&r, 1, IOVA_BASE, IOVA_BASE + RAM_SIZE - 1, r.ram, RW),
-                  S_OK);
+    rig_start(&r, tc->device, true, EVT_BUFS);
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_OK);
+    assert_status(map(&r.iommu, 1, IOVA_BASE, IOVA_BASE + RAM_SIZE - 1, r.ram,
+                      RW), S_OK);
 
     /* Page-crossing transfers, the destination at an odd offset */
     round_trip(&r, IOVA_BASE + 0x800, r.ram + 0x800,
@@ -777,11 +572,11 @@ static void test_mapped_rw(const char *device)
      * Two one-page mappings to pages in the opposite order: a transfer
      * across the boundary between them is split where they meet.
      */
-    assert_status(map(&r, 1, IOVA_BASE + 0x10000, IOVA_BASE + 0x10fff,
+    assert_status(map(&r.iommu, 1, IOVA_BASE + 0x10000, IOVA_BASE + 0x10fff,
                       r.ram + 0x3000, RW), S_OK);
-    assert_status(map(&r, 1, IOVA_BASE + 0x11000, IOVA_BASE + 0x11fff,
+    assert_status(map(&r.iommu, 1, IOVA_BASE + 0x11000, IOVA_BASE + 0x11fff,
                       r.ram + 0x2000, RW), S_OK);
-    qtest_memset(r.qts, r.ram + 0x2000, GUARD_FILL, 0x2000);
+    qtest_memset(r.iommu.qts, r.ram + 0x2000, GUARD_FILL, 0x2000);
     ram_write_pattern(&r, r.ram + 0x100, 0x1000, 5);
     dma_read(&r, IOVA_BASE + 0x100, 0, 0x1000);
     dma_write(&r, IOVA_BASE + 0x10800, 0, 0x1000);
@@ -790,7 +585,7 @@ static void test_mapped_rw(const char *device)
     memset(want, GUARD_FILL, sizeof(want));
     memcpy(want + 0x1800, sent, 0x800);
     memcpy(want, sent + 0x800, 0x800);
-    qtest_memread(r.qts, r.ram + 0x2000, got, sizeof(got));
+    qtest_memread(r.iommu.qts, r.ram + 0x2000, got, sizeof(got));
     g_assert_cmpmem(got, sizeof(got), want, sizeof(want));
 
     expect_no_fault(&r);
@@ -801,18 +596,18 @@ static void test_mapped_rw(const char *device)
  * 4. A read-only mapping: reads work, writes fault with the WRITE flag and
  * leave memory alone.  And a write-only one the other way round.
  */
-static void test_read_only(const char *device)
+static void test_read_only(const TestCase *tc)
 {
     const uint64_t ro = IOVA_BASE, rw = IOVA_BASE + 0x1000;
     const uint64_t wo = IOVA_BASE + 0x2000;
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
-    assert_status(attach(&r, 1, EDU_EP), S_OK);
-    assert_status(map(&r, 1, ro, ro + 0xfff, r.ram, R), S_OK);
+    rig_start(&r, tc->device, true, EVT_BUFS);
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_OK);
+    assert_status(map(&r.iommu, 1, ro, ro + 0xfff, r.ram, R), S_OK);
     /* To see what edu fetched */
-    assert_status(map(&r, 1, rw, rw + 0xfff, r.ram + 0x1000, RW), S_OK);
-    assert_status(map(&r, 1, wo, wo + 0xfff, r.ram + 0x2000, W), S_OK);
+    assert_status(map(&r.iommu, 1, rw, rw + 0xfff, r.ram + 0x1000, RW), S_OK);
+    assert_status(map(&r.iommu, 1, wo, wo + 0xfff, r.ram + 0x2000, W), S_OK);
 
     round_trip(&r, ro + 0x100, r.ram + 0x100, rw + 0x200, r.ram + 0x1200,
                0x40, 6);
@@ -840,20 +635,20 @@ static void test_read_only(const char *device)
 }
 
 /* 5. After UNMAP the IOVA faults, and the old page is left alone */
-static void test_unmap(const char *device)
+static void test_unmap(const TestCase *tc)
 {
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
-    assert_status(attach(&r, 1, EDU_EP), S_OK);
-    assert_status(map(&r, 1, IOVA_BASE, IOVA_BASE + 0xfff, r.ram + 0x1000,
+    rig_start(&r, tc->device, true, EVT_BUFS);
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_OK);
+    assert_status(map(&r.iommu, 1, IOVA_BASE, IOVA_BASE + 0xfff, r.ram + 0x1000,
                       RW), S_OK);
     round_trip(&r, IOVA_BASE + 0x10, r.ram + 0x1010, IOVA_BASE + 0x200,
                r.ram + 0x1200, 0x40, 8);
     expect_no_fault(&r);
 
-    assert_status(unmap(&r, 1, IOVA_BASE, IOVA_BASE + 0xfff), S_OK);
-    qtest_memset(r.qts, r.ram + 0x1000, GUARD_FILL, 0x1000);
+    assert_status(unmap(&r.iommu, 1, IOVA_BASE, IOVA_BASE + 0xfff), S_OK);
+    qtest_memset(r.iommu.qts, r.ram + 0x1000, GUARD_FILL, 0x1000);
     /* edu's buffer still holds the pattern */
     dma_write(&r, IOVA_BASE + 0x200, 0, 4);
     expect_fault(&r, VIRTIO_IOMMU_FAULT_R_MAPPING, F_ADDRESS,
@@ -864,7 +659,7 @@ static void test_unmap(const char *device)
     ram_expect_fill(&r, r.ram + 0x1000, 0x1000, GUARD_FILL);
 
     /* Mapped again elsewhere: the new page, nothing stale */
-    assert_status(map(&r, 1, IOVA_BASE, IOVA_BASE + 0xfff, r.ram + 0x2000,
+    assert_status(map(&r.iommu, 1, IOVA_BASE, IOVA_BASE + 0xfff, r.ram + 0x2000,
                       RW), S_OK);
     round_trip(&r, IOVA_BASE + 0x10, r.ram + 0x2010, IOVA_BASE + 0x300,
                r.ram + 0x2300, 0x40, 9);
@@ -878,18 +673,18 @@ static void test_unmap(const char *device)
  * 6. A bypass domain: identity without any MAP, although boot-bypass is
  * off.  Detached again, edu is unattached and faults.
  */
-static void test_bypass_domain(const char *device)
+static void test_bypass_domain(const TestCase *tc)
 {
     Rig r;
 
-    rig_start(&r, device, false, EVT_BUFS);
-    assert_status(attach_flags(&r, 5, EDU_EP, VIRTIO_IOMMU_ATTACH_F_BYPASS),
-                  S_OK);
+    rig_start(&r, tc->device, false, EVT_BUFS);
+    assert_status(attach_flags(&r.iommu, 5, EDU_EP,
+                               VIRTIO_IOMMU_ATTACH_F_BYPASS), S_OK);
     round_trip(&r, r.ram + 0x100, r.ram + 0x100, r.ram + 0x2345,
                r.ram + 0x2345, 0x800, 10);
     expect_no_fault(&r);
 
-    assert_status(detach(&r, 5, EDU_EP), S_OK);
+    assert_status(detach(&r.iommu, 5, EDU_EP), S_OK);
     dma_write(&r, r.ram + 0x3000, 0, 4);
     expect_fault(&r, VIRTIO_IOMMU_FAULT_R_UNKNOWN, F_ADDRESS, r.ram + 0x3000);
     ram_expect_fill(&r, r.ram + 0x3000, 0x10, GUARD_FILL);
@@ -902,17 +697,18 @@ static void test_bypass_domain(const char *device)
  * 7. The config space's bypass field, writable with BYPASS_CONFIG: 0 makes
  * unattached DMA fault, 1 lets it through again.
  */
-static void test_config_bypass(const char *device)
+static void test_config_bypass(const TestCase *tc)
 {
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
-    g_assert_cmphex(r.features & BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG), !=, 0);
+    rig_start(&r, tc->device, true, EVT_BUFS);
+    g_assert_cmphex(r.iommu.features & BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG),
+                    !=, 0);
     round_trip(&r, r.ram + 0x100, r.ram + 0x100, r.ram + 0x2345,
                r.ram + 0x2345, 0x100, 11);
 
-    write_bypass(&r, 0);
-    g_assert_cmpuint(read_bypass(&r), ==, 0);
+    iommu_write_bypass(r.iommu.dev, 0);
+    g_assert_cmpuint(iommu_read_bypass(r.iommu.dev), ==, 0);
     dma_write(&r, r.ram + 0x3000, 0, 4);
     expect_fault(&r, VIRTIO_IOMMU_FAULT_R_UNKNOWN, F_ADDRESS, r.ram + 0x3000);
     ram_expect_fill(&r, r.ram + 0x3000, 0x10, GUARD_FILL);
@@ -920,11 +716,12 @@ static void test_config_bypass(const char *device)
     expect_fault(&r, VIRTIO_IOMMU_FAULT_R_UNKNOWN, F_ADDRESS, r.ram + 0x100);
     expect_no_fault(&r);
 
-    write_bypass(&r, 1);
-    g_assert_cmpuint(read_bypass(&r), ==, 1);
+    iommu_write_bypass(r.iommu.dev, 1);
+    g_assert_cmpuint(iommu_read_bypass(r.iommu.dev), ==, 1);
     round_trip(&r, r.ram + 0x200, r.ram + 0x200, r.ram + 0x3000,
                r.ram + 0x3000, 0x100, 12);
-    g_assert_cmphex(iommu_status(&r) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
+    g_assert_cmphex(iommu_status(r.iommu.dev) & VIRTIO_CONFIG_S_NEEDS_RESET,
+                    ==, 0);
 
     expect_no_fault(&r);
     rig_stop(&r);
@@ -936,11 +733,11 @@ static void test_config_bypass(const char *device)
  * breaks, and a buffer posted later receives the next fault, not a stale
  * one.
  */
-static void test_fault_no_buffer(const char *device)
+static void test_fault_no_buffer(const TestCase *tc)
 {
     Rig r;
 
-    rig_start(&r, device, false, 0);
+    rig_start(&r, tc->device, false, 0);
 
     dma_write(&r, r.ram + 0x1000, 0, 4);
     /* More faults than a device could sensibly keep: one per 4 bytes */
@@ -948,8 +745,9 @@ static void test_fault_no_buffer(const char *device)
     ram_expect_fill(&r, r.ram + 0x1000, 0x1000, GUARD_FILL);
 
     /* Still working: no virtio error, requests answered */
-    g_assert_cmphex(iommu_status(&r) & VIRTIO_CONFIG_S_NEEDS_RESET, ==, 0);
-    assert_status(map(&r, 9, 0, 0xfff, 0, R), VIRTIO_IOMMU_S_NOENT);
+    g_assert_cmphex(iommu_status(r.iommu.dev) & VIRTIO_CONFIG_S_NEEDS_RESET,
+                    ==, 0);
+    assert_status(map(&r.iommu, 9, 0, 0xfff, 0, R), VIRTIO_IOMMU_S_NOENT);
 
     evt_post(&r, 2);
     expect_no_fault(&r);
@@ -973,7 +771,7 @@ static void ram_expect_page(Rig *r, uint64_t page, uint64_t off, size_t len,
 
     memset(want, GUARD_FILL, 0x1000);
     pattern(want + off, len, seed);
-    qtest_memread(r->qts, page, got, 0x1000);
+    qtest_memread(r->iommu.qts, page, got, 0x1000);
     g_assert_cmpmem(got, 0x1000, want, 0x1000);
 }
 
@@ -983,24 +781,24 @@ static void ram_expect_page(Rig *r, uint64_t page, uint64_t off, size_t len,
  * start belongs at page + 0x20; the C device puts it at page + 0x10, the
  * IOVA's offset in the page (see DeviceDifferences).
  */
-static void test_unaligned_map(const char *device)
+static void test_unaligned_map(const TestCase *tc)
 {
-    const DeviceDifferences *diff = differences(device);
+    const DeviceDifferences *diff = differences(tc->device);
     const uint64_t stage = IOVA_BASE, uiova = IOVA_BASE + 0x10010;
     uint64_t page, phys, landing, other;
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
+    rig_start(&r, tc->device, true, EVT_BUFS);
     page = r.ram + 0x1000;
     phys = page + 0x20;
     landing = diff->unaligned_keeps_iova_offset ?
               (phys & ~0xfffULL) | (uiova & 0xfff) : phys;
     other = diff->unaligned_keeps_iova_offset ? phys : page + 0x10;
 
-    assert_status(attach(&r, 1, EDU_EP), S_OK);
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_OK);
     /* An aligned mapping, translated right by both, to load and unload edu */
-    assert_status(map(&r, 1, stage, stage + 0xfff, r.ram, RW), S_OK);
-    assert_status(map(&r, 1, uiova, uiova + 0x1f, phys, RW), S_OK);
+    assert_status(map(&r.iommu, 1, stage, stage + 0xfff, r.ram, RW), S_OK);
+    assert_status(map(&r.iommu, 1, uiova, uiova + 0x1f, phys, RW), S_OK);
 
     /* A write of 8 bytes at the start of the mapping */
     ram_write_pattern(&r, r.ram + 0x100, 8, 13);
@@ -1009,7 +807,7 @@ static void test_unaligned_map(const char *device)
     ram_expect_page(&r, page, landing - page, 8, 13);
 
     /* A read of 8 bytes: different patterns where each device looks */
-    qtest_memset(r.qts, page, GUARD_FILL, 0x1000);
+    qtest_memset(r.iommu.qts, page, GUARD_FILL, 0x1000);
     ram_write_pattern(&r, landing, 8, 14);
     ram_write_pattern(&r, other, 8, 15);
     dma_read(&r, uiova, 0x100, 8);
@@ -1017,7 +815,7 @@ static void test_unaligned_map(const char *device)
     ram_expect_pattern(&r, r.ram + 0x800, 8, 14);
 
     /* Inside the mapping, 8 bytes from its start */
-    qtest_memset(r.qts, page, GUARD_FILL, 0x1000);
+    qtest_memset(r.iommu.qts, page, GUARD_FILL, 0x1000);
     dma_write(&r, uiova + 8, 0, 8);
     ram_expect_page(&r, page, landing + 8 - page, 8, 13);
 
@@ -1030,16 +828,16 @@ static void test_unaligned_map(const char *device)
  * translates it with that mapping, to the byte before phys_start; ours
  * faults as for any unmapped address.
  */
-static void test_difference_before_mapping(const char *device)
+static void test_difference_before_mapping(const TestCase *tc)
 {
-    bool translates = differences(device)->translates_byte_before_mapping;
+    bool translates = differences(tc->device)->translates_byte_before_mapping;
     const uint64_t stage = IOVA_BASE, mapped = IOVA_BASE + 0x11000;
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
-    assert_status(attach(&r, 1, EDU_EP), S_OK);
-    assert_status(map(&r, 1, stage, stage + 0xfff, r.ram, RW), S_OK);
-    assert_status(map(&r, 1, mapped, mapped + 0xfff, r.ram + 0x2000, RW),
+    rig_start(&r, tc->device, true, EVT_BUFS);
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_OK);
+    assert_status(map(&r.iommu, 1, stage, stage + 0xfff, r.ram, RW), S_OK);
+    assert_status(map(&r.iommu, 1, mapped, mapped + 0xfff, r.ram + 0x2000, RW),
                   S_OK);
     ram_write_pattern(&r, r.ram + 0x100, 1, 16);
     dma_read(&r, stage + 0x100, 0, 1);
@@ -1063,14 +861,14 @@ static void test_difference_before_mapping(const char *device)
  * mapped first (see DeviceDifferences): C writes it before B's page, ours
  * where A says.
  */
-static void test_difference_adjacent_mappings(const char *device)
+static void test_difference_adjacent_mappings(const TestCase *tc)
 {
-    bool next = differences(device)->last_byte_takes_next_mapping;
+    bool next = differences(tc->device)->last_byte_takes_next_mapping;
     const uint64_t a = IOVA_BASE, b = IOVA_BASE + 0x1000;
     uint64_t a_last, b_before;
     Rig r;
 
-    rig_start(&r, device, true, EVT_BUFS);
+    rig_start(&r, tc->device, true, EVT_BUFS);
     a_last = r.ram + 0x1fff;            /* A -> ram + 0x1000 */
     b_before = r.ram + 0x2fff;          /* B -> ram + 0x3000 */
     /*
@@ -1079,9 +877,9 @@ static void test_difference_adjacent_mappings(const char *device)
      */
     ram_write_pattern(&r, r.ram + 0x100, 1, 17);
     dma_read(&r, r.ram + 0x100, 0, 1);
-    assert_status(attach(&r, 1, EDU_EP), S_OK);
-    assert_status(map(&r, 1, b, b + 0xfff, r.ram + 0x3000, RW), S_OK);
-    assert_status(map(&r, 1, a, a + 0xfff, r.ram + 0x1000, RW), S_OK);
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_OK);
+    assert_status(map(&r.iommu, 1, b, b + 0xfff, r.ram + 0x3000, RW), S_OK);
+    assert_status(map(&r.iommu, 1, a, a + 0xfff, r.ram + 0x1000, RW), S_OK);
 
     dma_write(&r, a + 0xfff, 0, 1);
     ram_expect_pattern(&r, next ? b_before : a_last, 1, 17);
@@ -1096,30 +894,9 @@ static void test_difference_adjacent_mappings(const char *device)
 
 /* ---- registration ------------------------------------------------------- */
 
-/*
- * Run the case in a child process: its assertions abort only the child,
- * and this process reports the case as failed and goes on with the next.
- */
-static void run_isolated(const void *data)
-{
-    const TestCase *tc = data;
-
-    if (g_test_subprocess()) {
-        tc->fn(tc->device);
-        return;
-    }
-    g_test_trap_subprocess(NULL, CASE_TIMEOUT_US,
-                           G_TEST_SUBPROCESS_INHERIT_STDOUT |
-                           G_TEST_SUBPROCESS_INHERIT_STDERR);
-    if (!g_test_trap_has_passed()) {
-        g_test_message("the case failed in its subprocess (see its stderr)");
-        g_test_fail();
-    }
-}
-
 static const struct {
     const char *name;
-    void (*fn)(const char *device);
+    void (*fn)(const TestCase *tc);
 } device_cases[] = {
     { "bypass-default", test_bypass_default },
     { "no-bypass-unattached", test_no_bypass_unattached },
@@ -1140,12 +917,8 @@ static void add_device_cases(const char *device)
         g_autofree char *path =
             g_strdup_printf("virtio-iommu-rs-translate/%s/%s", device,
                             device_cases[i].name);
-        /* Lives until the process exits, as GTest keeps the pointer */
-        TestCase *tc = g_new0(TestCase, 1);
 
-        tc->device = device;
-        tc->fn = device_cases[i].fn;
-        qtest_add_data_func(path, tc, run_isolated);
+        add_case(path, device, 0, CASE_TIMEOUT_US, device_cases[i].fn);
     }
 }
 
