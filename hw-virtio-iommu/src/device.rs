@@ -233,10 +233,7 @@ impl VirtioIommu {
     /// Run `f` on the core, if realized. The lock is never held while
     /// calling back into QEMU, which may translate (and so lock) again.
     fn with_core<R>(&self, f: impl FnOnce(&mut Device) -> R) -> Option<R> {
-        let mut core = self
-            .core
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
         core.as_mut().map(f)
     }
 
