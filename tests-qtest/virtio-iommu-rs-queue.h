@@ -392,4 +392,23 @@ static inline void add_case(const char *path, const char *device,
     qtest_add_data_func(path, tc, run_isolated);
 }
 
+/* A named case run once per device */
+typedef struct DeviceCase {
+    const char *name;
+    void (*fn)(const TestCase *tc);
+} DeviceCase;
+
+/* Register @cases for @device as /@suite/@device/<name> */
+static inline void add_device_cases(const char *suite, const char *device,
+                                    const DeviceCase *cases, size_t n,
+                                    gint64 timeout_us)
+{
+    for (size_t i = 0; i < n; i++) {
+        g_autofree char *path = g_strdup_printf("%s/%s/%s", suite, device,
+                                                cases[i].name);
+
+        add_case(path, device, 0, timeout_us, cases[i].fn);
+    }
+}
+
 #endif

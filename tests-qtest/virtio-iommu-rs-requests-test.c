@@ -1527,10 +1527,7 @@ static void test_differential(const TestCase *tc)
 
 /* ---- registration ------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    void (*fn)(const TestCase *tc);
-} device_cases[] = {
+static const DeviceCase device_cases[] = {
     { "attach-detach", test_attach_detach },
     { "domain-lifetime", test_domain_lifetime },
     { "attach-flags", test_attach_flags },
@@ -1554,24 +1551,15 @@ static const struct {
     { "difference-endpoint-alias", test_diff_endpoint_alias },
 };
 
-static void add_device_cases(const char *device)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(device_cases); i++) {
-        g_autofree char *path =
-            g_strdup_printf("virtio-iommu-rs-requests/%s/%s", device,
-                            device_cases[i].name);
-
-        add_case(path, device, 0, CASE_TIMEOUT_US, device_cases[i].fn);
-    }
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 
     /* Both devices, always: a Rust device that does not answer must fail */
-    add_device_cases(C_DEVICE);
-    add_device_cases(RUST_DEVICE);
+    add_device_cases("virtio-iommu-rs-requests", C_DEVICE, device_cases,
+                     ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
+    add_device_cases("virtio-iommu-rs-requests", RUST_DEVICE, device_cases,
+                     ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
     for (unsigned seed = 1; seed <= DIFF_SEEDS; seed++) {
         g_autofree char *path =
             g_strdup_printf("virtio-iommu-rs-requests/differential/seed-%u",

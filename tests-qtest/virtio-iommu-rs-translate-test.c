@@ -894,10 +894,7 @@ static void test_difference_adjacent_mappings(const TestCase *tc)
 
 /* ---- registration ------------------------------------------------------- */
 
-static const struct {
-    const char *name;
-    void (*fn)(const TestCase *tc);
-} device_cases[] = {
+static const DeviceCase device_cases[] = {
     { "bypass-default", test_bypass_default },
     { "no-bypass-unattached", test_no_bypass_unattached },
     { "mapped-rw", test_mapped_rw },
@@ -911,24 +908,15 @@ static const struct {
     { "difference-adjacent-mappings", test_difference_adjacent_mappings },
 };
 
-static void add_device_cases(const char *device)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(device_cases); i++) {
-        g_autofree char *path =
-            g_strdup_printf("virtio-iommu-rs-translate/%s/%s", device,
-                            device_cases[i].name);
-
-        add_case(path, device, 0, CASE_TIMEOUT_US, device_cases[i].fn);
-    }
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 
     /* Both devices, always: a Rust device that does not translate must fail */
-    add_device_cases(C_DEVICE);
-    add_device_cases(RUST_DEVICE);
+    add_device_cases("virtio-iommu-rs-translate", C_DEVICE, device_cases,
+                     ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
+    add_device_cases("virtio-iommu-rs-translate", RUST_DEVICE, device_cases,
+                     ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
 
     return g_test_run();
 }
