@@ -354,6 +354,8 @@ qom_isa!(VirtioIommu: VirtIODevice, hwcore::DeviceState, Object);
 const REGION_TYPE: qom::bindings::TypeInfo =
     IommuRegionType::<VirtioIommu>::type_info(TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION);
 
+// SAFETY: called once at QOM module init, with a static TypeInfo whose
+// parent is TYPE_IOMMU_MEMORY_REGION and whose callbacks expect T's regions.
 util::module_init! {
     MODULE_INIT_QOM => unsafe {
         qom::type_register_static(&REGION_TYPE);

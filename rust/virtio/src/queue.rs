@@ -54,12 +54,6 @@ impl VirtQueue {
             glib_sys::g_free(elem.elem.as_ptr().cast());
         }
     }
-
-    /// The queue's index in its device.
-    pub fn index(&self) -> u16 {
-        // SAFETY: the queue is valid.
-        unsafe { bindings::virtio_get_queue_index(self.0.as_ptr()) }
-    }
 }
 
 impl VirtQueueElement {
