@@ -7,6 +7,7 @@ use std::ffi::CStr;
 use common::Opaque;
 use hwcore::{DeviceImpl, DeviceState};
 use qom::{prelude::*, ObjectClass};
+use util::{Error, Result};
 
 use crate::bindings;
 pub use crate::bindings::PCIDeviceClass;
@@ -61,13 +62,63 @@ impl PCIBus {
     }
 }
 
-/// Class-level identity of a PCI device: what `PCIDeviceClass` holds for
-/// every instance. `None` keeps the value inherited from the parent class.
+/// An interface in a `TypeInfo`'s list.
+pub const fn interface(name: &'static CStr) -> qom::bindings::InterfaceInfo {
+    qom::bindings::InterfaceInfo {
+        type_: name.as_ptr(),
+    }
+}
+
+/// The end of a `TypeInfo`'s interface list.
+pub const END_OF_INTERFACES: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
+    type_: std::ptr::null(),
+};
+
+/// PCI Express endpoint or conventional PCI device: PCI's
+/// `class_base_init` insists that a concrete PCI type is one of them.
+pub const PCIE_DEVICE: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
+    type_: bindings::INTERFACE_PCIE_DEVICE.as_ptr().cast(),
+};
+pub const CONVENTIONAL_PCI_DEVICE: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
+    type_: bindings::INTERFACE_CONVENTIONAL_PCI_DEVICE.as_ptr().cast(),
+};
+
+/// Class-level identity and methods of a PCI device: what
+/// `PCIDeviceClass` holds for every instance. `None` keeps the value
+/// inherited from the parent class.
 pub trait PCIDeviceImpl: DeviceImpl + IsA<PCIDevice> {
     const VENDOR_ID: Option<u16> = None;
     const DEVICE_ID: Option<u16> = None;
     const REVISION: Option<u8> = None;
     const CLASS_ID: Option<u16> = None;
+
+    /// `PCIDeviceClass::realize`, run by the PCI core once the function
+    /// has its configuration space (not qdev's realize, which PCI owns).
+    const PCI_REALIZE: Option<fn(&Self) -> Result<()>> = None;
+
+    /// `PCIDeviceClass::exit`, run when the device is unrealized.
+    const PCI_EXIT: Option<fn(&Self)> = None;
+}
+
+unsafe extern "C" fn rust_pci_realize<T: PCIDeviceImpl>(
+    dev: *mut bindings::PCIDevice,
+    errp: *mut *mut util::bindings::Error,
+) {
+    // SAFETY: the PCI core calls realize with an instance of T.
+    let state = unsafe { &*dev.cast::<T>() };
+    let result = T::PCI_REALIZE.map_or(Ok(()), |f| f(state));
+    // SAFETY: errp comes from the PCI core.
+    unsafe {
+        Error::ok_or_propagate(result, errp);
+    }
+}
+
+unsafe extern "C" fn rust_pci_exit<T: PCIDeviceImpl>(dev: *mut bindings::PCIDevice) {
+    // SAFETY: the PCI core calls exit with an instance of T.
+    let state = unsafe { &*dev.cast::<T>() };
+    if let Some(f) = T::PCI_EXIT {
+        f(state);
+    }
 }
 
 impl PCIDeviceClass {
@@ -85,6 +136,12 @@ impl PCIDeviceClass {
         }
         if let Some(v) = T::CLASS_ID {
             self.class_id = v;
+        }
+        if T::PCI_REALIZE.is_some() {
+            self.realize = Some(rust_pci_realize::<T>);
+        }
+        if T::PCI_EXIT.is_some() {
+            self.exit = Some(rust_pci_exit::<T>);
         }
         self.parent_class.class_init::<T>();
     }
@@ -118,6 +175,22 @@ where
         // SAFETY: the device is valid; the function only looks it up.
         !unsafe { hwcore::bindings::qdev_get_machine_hotplug_handler(dev.as_mut_ptr().cast()) }
             .is_null()
+    }
+
+    /// Expose `mr` as 32-bit memory BAR `bar`.
+    fn register_memory_bar(&self, bar: u8, mr: &system::MemoryRegion) {
+        assert!(bql::is_locked());
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: the device and region are valid, and the region lives as
+        // long as the device (a field of it).
+        unsafe {
+            bindings::pci_register_bar(
+                dev.as_mut_ptr(),
+                bar.into(),
+                bindings::PCI_BASE_ADDRESS_SPACE_MEMORY as u8,
+                mr.as_mut_ptr().cast(),
+            );
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::{
 
 use common::Opaque;
 use hwcore::DeviceState;
+pub use pci::{interface, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE};
 use pci::{PCIDevice, PCIDeviceImpl};
 use qom::prelude::*;
 use util::{Error, Result};
@@ -35,29 +36,6 @@ unsafe impl ObjectType for VirtIOPCIProxy {
 }
 
 qom_isa!(VirtIOPCIProxy: PCIDevice, DeviceState, Object);
-
-/// An interface in a `TypeInfo`'s list.
-pub const fn interface(name: &'static CStr) -> qom::bindings::InterfaceInfo {
-    qom::bindings::InterfaceInfo {
-        type_: name.as_ptr(),
-    }
-}
-
-/// The end of a `TypeInfo`'s interface list.
-pub const END_OF_INTERFACES: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
-    type_: std::ptr::null(),
-};
-
-/// PCI Express endpoint or conventional PCI device, like QEMU's generic C
-/// virtio-pci types (PCI's `class_base_init` insists on one of them).
-pub const PCIE_DEVICE: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
-    type_: pci::bindings::INTERFACE_PCIE_DEVICE.as_ptr().cast(),
-};
-pub const CONVENTIONAL_PCI_DEVICE: qom::bindings::InterfaceInfo = qom::bindings::InterfaceInfo {
-    type_: pci::bindings::INTERFACE_CONVENTIONAL_PCI_DEVICE
-        .as_ptr()
-        .cast(),
-};
 
 /// Virtual methods of a virtio-pci proxy (`VirtioPCIClass`).
 pub trait VirtioPciProxyImpl: PCIDeviceImpl + IsA<VirtIOPCIProxy> {

@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! A DMA API for Rust PCI devices, in the shape of `pci_dma_read` /
+//! `pci_dma_write`, `ld*_pci_dma` / `st*_pci_dma` and `dma_memory_map`,
+//! that decides once per change of the device's memory topology, not on
+//! every access, how the device reaches memory:
+//!
+//! - **direct** (no IOMMU in front of the device, or the IOMMU bypasses it):
+//!   bus addresses are guest-physical addresses;
+//! - **IOMMU**: every access is translated, through a per-device IOTLB
+//!   filled from the IOMMU region's `translate` and emptied by an IOMMU
+//!   UNMAP notifier, so no translation survives the UNMAP that ended it;
+//! - **off**: bus mastering is disabled, every access fails.
+//!
+//! In both working modes, the IOTLB caches each page the device touched as
+//! a host pointer (a `MemoryRegionCache`) when the page is RAM, so a hit is
+//! a hash, a compare and a `memcpy`; anything else (MMIO, ROM writes, an
+//! IOMMU region whose notifier was refused, addresses outside the IOMMU
+//! region) takes QEMU's own path, `address_space_rw` on the device's
+//! bus-master address space, exactly as `pci_dma_rw` does.
+//!
+//! Persistent maps ([`Dma::map`]) keep a guest buffer mapped across an
+//! asynchronous operation; an invalidation callback fires when the IOMMU
+//! unmaps any part of it (or the device's address space changes), after
+//! which the map refuses every access.
+//!
+//! The handle is used with the BQL held, like the device that owns it.
+
+mod host;
+mod topology;
+
+use std::{
+    cell::UnsafeCell,
+    marker::PhantomPinned,
+    pin::Pin,
+    ptr::{addr_of_mut, NonNull},
+    sync::atomic::{fence, Ordering},
+};
+
+use bql::{BqlCell, BqlRefCell};
+use pci::PCIDevice;
+pub use qemu_dma_core::Access;
+use qemu_dma_core::{Iotlb, MapTracker, Perm, Transfer, Translation, PAGE_MASK};
+use system::{
+    bindings::{
+        address_space_map, address_space_rw, address_space_unmap, AddressSpace, MemoryListener,
+        MEMTX_DECODE_ERROR, MEMTX_ERROR, MEMTX_OK,
+    },
+    MEMTXATTRS_UNSPECIFIED,
+};
+
+use crate::{host::HostBlock, topology::Topology};
+
+/// A failed transaction: `MemTxResult` bits (`MEMTX_ERROR`,
+/// `MEMTX_DECODE_ERROR`, `MEMTX_ACCESS_ERROR`), never `MEMTX_OK`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemTxError(pub u32);
+
+pub type DmaResult<T = ()> = Result<T, MemTxError>;
+
+fn result(bits: u32) -> DmaResult {
+    if bits == MEMTX_OK {
+        Ok(())
+    } else {
+        Err(MemTxError(bits))
+    }
+}
+
+/// How the device reaches memory, as last decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Bus addresses are guest-physical addresses.
+    Direct,
+    /// An IOMMU translates bus addresses.
+    Iommu,
+    /// Bus mastering is off (or the device has no bus-master address
+    /// space yet): nothing is reachable.
+    Off,
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// IOMMU UNMAP notifications received.
+    pub unmap_notifications: u64,
+    /// Translations asked of the IOMMU (IOTLB misses in IOMMU mode).
+    pub translations: u64,
+    /// Persistent-map invalidation callbacks fired.
+    pub invalidations: u64,
+}
+
+/// Entries in the IOTLB: 2^9 pages = 2 MiB of working set.
+const IOTLB_BITS: u32 = 9;
+
+/// Everything that changes, behind one BQL cell. It is never borrowed
+/// while QEMU is called with something that may call back into the
+/// handle (an MMIO access, an IOMMU `translate`, a notifier registration).
+struct State {
+    mode: Mode,
+    topology: Topology,
+    tlb: Iotlb<HostBlock>,
+    maps: MapTracker,
+    callbacks: Vec<(u64, Box<dyn FnMut()>)>,
+    stats: Stats,
+}
+
+/// The DMA handle of one PCI device, created at realize and dropped when
+/// the device goes away. It is pinned: QEMU holds pointers to its memory
+/// listeners and IOMMU notifiers.
+pub struct Dma {
+    /// Listens to the device's bus-master address space: bus mastering,
+    /// IOMMU regions appearing or switching to bypass, hot-plug.
+    bus_listener: UnsafeCell<MemoryListener>,
+    /// Listens to the address space IOMMUs translate into (system memory):
+    /// a remapped RAM block invalidates cached host pointers.
+    target_listener: UnsafeCell<MemoryListener>,
+    dev: NonNull<pci::bindings::PCIDevice>,
+    /// The listeners are registered lazily: a cold-plugged device gets its
+    /// bus-master address space only when the machine is ready.
+    registered: BqlCell<bool>,
+    state: BqlRefCell<State>,
+    _pinned: PhantomPinned,
+}
+
+/// A buffer kept mapped by [`Dma::map`].
+#[derive(Debug)]
+pub struct DmaMap {
+    id: u64,
+    /// Bus address and length actually mapped (maybe shorter than asked).
+    addr: u64,
+    len: usize,
+    host: NonNull<u8>,
+    access: Access,
+}
+
+impl DmaMap {
+    pub const fn addr(&self) -> u64 {
+        self.addr
+    }
+
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Dma {
+    /// The handle of `dev`, which must outlive it (a device field dropped
+    /// at unrealize or finalize).
+    pub fn new(dev: &PCIDevice) -> Pin<Box<Self>> {
+        Box::pin(Self {
+            bus_listener: UnsafeCell::new(topology::listener(c"dma-bus-master")),
+            target_listener: UnsafeCell::new(topology::listener(c"dma-target")),
+            dev: NonNull::new(dev.as_mut_ptr()).expect("PCIDevice"),
+            registered: BqlCell::new(false),
+            state: BqlRefCell::new(State {
+                mode: Mode::Off,
+                topology: Topology::default(),
+                tlb: Iotlb::new(IOTLB_BITS),
+                maps: MapTracker::new(),
+                callbacks: Vec::new(),
+                stats: Stats::default(),
+            }),
+            _pinned: PhantomPinned,
+        })
+    }
+
+    fn bus_master_as(&self) -> *mut AddressSpace {
+        // SAFETY: a field of the live device.
+        unsafe { addr_of_mut!((*self.dev.as_ptr()).bus_master_as).cast() }
+    }
+
+    /// How the device reaches memory now.
+    pub fn mode(&self) -> Mode {
+        self.ensure_registered();
+        self.state.borrow().mode
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.state.borrow().stats
+    }
+
+    /// `pci_dma_read`: fill `buf` from bus address `addr`.
+    #[inline]
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> DmaResult {
+        self.rw(addr, buf.as_mut_ptr(), buf.len(), Access::Read)
+    }
+
+    /// `pci_dma_write`: copy `buf` to bus address `addr`.
+    #[inline]
+    pub fn write(&self, addr: u64, buf: &[u8]) -> DmaResult {
+        // The buffer is only read from when the access is a write.
+        self.rw(addr, buf.as_ptr().cast_mut(), buf.len(), Access::Write)
+    }
+
+    pub fn ldl_le(&self, addr: u64) -> DmaResult<u32> {
+        let mut b = [0; 4];
+        self.read(addr, &mut b).map(|()| u32::from_le_bytes(b))
+    }
+
+    pub fn ldq_le(&self, addr: u64) -> DmaResult<u64> {
+        let mut b = [0; 8];
+        self.read(addr, &mut b).map(|()| u64::from_le_bytes(b))
+    }
+
+    pub fn stl_le(&self, addr: u64, val: u32) -> DmaResult {
+        self.write(addr, &val.to_le_bytes())
+    }
+
+    pub fn stq_le(&self, addr: u64, val: u64) -> DmaResult {
+        self.write(addr, &val.to_le_bytes())
+    }
+
+    /// One access. As `pci_dma_rw`: a full barrier orders it after the
+    /// device's earlier accesses, a failed piece does not stop the rest,
+    /// and a read fills what failed with zeroes.
+    #[inline]
+    fn rw(&self, addr: u64, buf: *mut u8, len: usize, access: Access) -> DmaResult {
+        self.ensure_registered();
+        fence(Ordering::SeqCst);
+        let mode = self.state.borrow().mode;
+        if mode == Mode::Off {
+            return self.slow(self.bus_master_as(), addr, buf, len, access);
+        }
+        let Some(mut t) = Transfer::new(addr, len) else {
+            return Err(MemTxError(MEMTX_DECODE_ERROR));
+        };
+        let mut bits = MEMTX_OK;
+        while !t.is_done() {
+            bits |= self.piece(&mut t, buf, access, mode);
+        }
+        result(bits)
+    }
+
+    /// Move the next piece of `t`: from the IOTLB when it has the page,
+    /// otherwise after filling it.
+    fn piece(&self, t: &mut Transfer, buf: *mut u8, access: Access, mode: Mode) -> u32 {
+        let mut state = self.state.borrow_mut();
+        if let Some(hit) = state.tlb.lookup(t.addr, access) {
+            let (target, room) = (hit.target, hit.room);
+            if let Some(done) = hit.payload.copy(target, room, t, buf, access) {
+                return done;
+            }
+            // Translated, but not RAM: QEMU's path on the target.
+            let target_as = hit.payload.target_as();
+            drop(state);
+            let (_, off, n) = t.take(room);
+            // SAFETY: off + n is within the caller's buffer (Transfer).
+            return unsafe { self.slow_piece(target_as, target, buf.add(off), n, access) };
+        }
+        drop(state);
+        match self.fill(t.addr, access, mode) {
+            Fill::Cached => MEMTX_OK,
+            Fill::Uncached(room) => {
+                let (addr, off, n) = t.take(room);
+                // SAFETY: as above.
+                unsafe { self.slow_piece(self.bus_master_as(), addr, buf.add(off), n, access) }
+            }
+            Fill::Fault(room) => {
+                let (_, off, n) = t.take(room);
+                if access == Access::Read {
+                    // SAFETY: as above.
+                    unsafe { buf.add(off).write_bytes(0, n) };
+                }
+                MEMTX_DECODE_ERROR
+            }
+        }
+    }
+
+    /// Translate `addr` and cache it; on `Cached` the next lookup hits.
+    fn fill(&self, addr: u64, access: Access, mode: Mode) -> Fill {
+        let page_room = PAGE_MASK - (addr & PAGE_MASK) + 1;
+        let (translation, target_as) = match mode {
+            Mode::Direct => (
+                Translation {
+                    iova: addr & !PAGE_MASK,
+                    translated_addr: addr & !PAGE_MASK,
+                    addr_mask: PAGE_MASK,
+                    perm: Perm::RW,
+                },
+                self.bus_master_as(),
+            ),
+            _ => {
+                let Some(iommu) = self.state.borrow().topology.iommu_at(addr) else {
+                    // Outside any IOMMU region, or its notifier was refused
+                    // so nothing could be cached safely.
+                    return Fill::Uncached(page_room);
+                };
+                self.state.borrow_mut().stats.translations += 1;
+                // The IOMMU may report a fault (our device writes its
+                // event queue): no borrow is held.
+                let (t, target_as) = iommu.translate(addr, access);
+                if !t.perm.allows(access) {
+                    let mask = t.addr_mask.min(PAGE_MASK);
+                    return Fill::Fault(mask - (addr & mask) + 1);
+                }
+                (t, target_as)
+            }
+        };
+        let (_, _, target) = Iotlb::<HostBlock>::block_of(&translation, addr);
+        let block = HostBlock::new(target_as, target, translation.addr_mask.min(PAGE_MASK), access);
+        let replaced = self.state.borrow_mut().tlb.insert(&translation, addr, block);
+        drop(replaced);
+        Fill::Cached
+    }
+
+    /// `address_space_rw`, the way `pci_dma_rw` ends.
+    ///
+    /// # Safety
+    ///
+    /// `buf` must be valid for `len` bytes (written to for reads).
+    unsafe fn slow_piece(
+        &self,
+        space: *mut AddressSpace,
+        addr: u64,
+        buf: *mut u8,
+        len: usize,
+        access: Access,
+    ) -> u32 {
+        // SAFETY: guaranteed by the caller; the address space outlives the
+        // device (system memory, or the device's own bus-master space).
+        unsafe {
+            address_space_rw(
+                space,
+                addr,
+                MEMTXATTRS_UNSPECIFIED,
+                buf.cast(),
+                len as u64,
+                access == Access::Write,
+            )
+        }
+    }
+
+    fn slow(
+        &self,
+        space: *mut AddressSpace,
+        addr: u64,
+        buf: *mut u8,
+        len: usize,
+        access: Access,
+    ) -> DmaResult {
+        // SAFETY: buf comes from a slice of len bytes (read/write).
+        result(unsafe { self.slow_piece(space, addr, buf, len, access) })
+    }
+
+    /// `dma_memory_map`: map `len` bytes at `addr` for `access` and keep
+    /// them mapped until [`Dma::unmap`]. `on_invalidate` runs (once, with
+    /// the BQL held) if the IOMMU unmaps any of it or the device's address
+    /// space changes; from then on the map refuses accesses. The map may
+    /// be shorter than asked, as `dma_memory_map`'s.
+    pub fn map(
+        &self,
+        addr: u64,
+        len: usize,
+        access: Access,
+        on_invalidate: Box<dyn FnMut()>,
+    ) -> DmaResult<DmaMap> {
+        self.ensure_registered();
+        let mode = self.state.borrow().mode;
+        let mut t = Transfer::new(addr, len).ok_or(MemTxError(MEMTX_DECODE_ERROR))?;
+        if mode == Mode::Off || len == 0 {
+            return Err(MemTxError(MEMTX_DECODE_ERROR));
+        }
+        // Check every page with the IOMMU first: address_space_map would
+        // hand out a bounce buffer for an unmapped IOVA.
+        if mode == Mode::Iommu {
+            while !t.is_done() {
+                let room = match self.fill(t.addr, access, mode) {
+                    Fill::Cached | Fill::Uncached(_) => PAGE_MASK - (t.addr & PAGE_MASK) + 1,
+                    Fill::Fault(_) => return Err(MemTxError(MEMTX_DECODE_ERROR)),
+                };
+                t.take(room);
+            }
+        }
+        let mut plen = len as u64;
+        // SAFETY: the bus-master address space is initialized (the mode is
+        // not Off); QEMU returns NULL or a pointer valid for plen bytes.
+        let host = unsafe {
+            address_space_map(
+                self.bus_master_as(),
+                addr,
+                &mut plen,
+                access == Access::Write,
+                MEMTXATTRS_UNSPECIFIED,
+            )
+        };
+        let host = NonNull::new(host.cast::<u8>()).ok_or(MemTxError(MEMTX_ERROR))?;
+        let len = usize::try_from(plen).unwrap_or(len).min(len);
+        let mut state = self.state.borrow_mut();
+        let last = addr.saturating_add(plen.saturating_sub(1));
+        let id = state.maps.add(addr, last);
+        state.callbacks.push((id, on_invalidate));
+        Ok(DmaMap {
+            id,
+            addr,
+            len,
+            host,
+            access,
+        })
+    }
+
+    /// Copy `data` into a map made for writing, at `offset`; fails once
+    /// the map was invalidated.
+    pub fn map_write(&self, map: &DmaMap, offset: usize, data: &[u8]) -> DmaResult {
+        let state = self.state.borrow();
+        let fits = offset
+            .checked_add(data.len())
+            .is_some_and(|end| end <= map.len);
+        if !state.maps.is_live(map.id) || map.access != Access::Write || !fits {
+            return Err(MemTxError(MEMTX_DECODE_ERROR));
+        }
+        // SAFETY: the host range is mapped for map.len bytes until unmap,
+        // and offset + data.len() <= map.len.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), map.host.as_ptr().add(offset), data.len());
+        }
+        Ok(())
+    }
+
+    /// Copy from a map made for reading, at `offset`; fails once the map
+    /// was invalidated.
+    pub fn map_read(&self, map: &DmaMap, offset: usize, out: &mut [u8]) -> DmaResult {
+        let state = self.state.borrow();
+        let fits = offset
+            .checked_add(out.len())
+            .is_some_and(|end| end <= map.len);
+        if !state.maps.is_live(map.id) || map.access != Access::Read || !fits {
+            return Err(MemTxError(MEMTX_DECODE_ERROR));
+        }
+        // SAFETY: as in map_write.
+        unsafe {
+            std::ptr::copy_nonoverlapping(map.host.as_ptr().add(offset), out.as_mut_ptr(), out.len());
+        }
+        Ok(())
+    }
+
+    /// `dma_memory_unmap`: release a map (the whole of it counts as
+    /// accessed, so written pages are marked dirty).
+    pub fn unmap(&self, map: DmaMap) {
+        let callback = {
+            let mut state = self.state.borrow_mut();
+            state.maps.remove(map.id);
+            let i = state.callbacks.iter().position(|(id, _)| *id == map.id);
+            i.map(|i| state.callbacks.swap_remove(i))
+        };
+        drop(callback);
+        let write = map.access == Access::Write;
+        // SAFETY: host and len are what address_space_map returned for the
+        // bus-master address space.
+        unsafe {
+            address_space_unmap(
+                self.bus_master_as(),
+                map.host.as_ptr().cast(),
+                map.len as u64,
+                write,
+                if write { map.len as u64 } else { 0 },
+            );
+        }
+    }
+
+    /// Fire the invalidation callbacks of `ids` (no borrow held: a
+    /// callback may use the handle).
+    fn invalidate_maps(&self, ids: &[u64]) {
+        for id in ids {
+            let callback = {
+                let mut state = self.state.borrow_mut();
+                let i = state.callbacks.iter().position(|(i, _)| i == id);
+                i.map(|i| state.callbacks.swap_remove(i))
+            };
+            if let Some((_, mut callback)) = callback {
+                self.state.borrow_mut().stats.invalidations += 1;
+                callback();
+            }
+        }
+    }
+}
+
+enum Fill {
+    /// The page is in the IOTLB now.
+    Cached,
+    /// Not cacheable: QEMU's path for (at most) this many bytes.
+    Uncached(u64),
+    /// The IOMMU refused the access for (at most) this many bytes.
+    Fault(u64),
+}
+
+impl Drop for Dma {
+    fn drop(&mut self) {
+        self.unregister();
+        // Maps still held by the device: QEMU's bounce buffers and MR
+        // references go back.
+        let state = self.state.get_mut();
+        state.callbacks.clear();
+        drop(state.tlb.flush());
+    }
+}
