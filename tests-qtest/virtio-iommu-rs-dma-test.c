@@ -1,10 +1,701 @@
-/* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Placeholder: being written. */
+/*
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ *
+ * QTest for the Rust DMA API (rust/dma), through the x-dma-test device
+ * (docs/dma-test-device.md), which does each transfer either through the
+ * API or through QEMU's C path (pci_dma_rw).
+ *
+ * With an IOMMU in front of the device, every case runs once behind QEMU's
+ * C virtio-iommu-pci and once behind virtio-iommu-rs: the API must work
+ * with any IOMMU.  The cases check that no translation survives the UNMAP
+ * that ended it (the API caches translations and host pointers), that a
+ * read-only translation never serves a write, that bypass switches and
+ * remaps take effect at once, that persistent maps are invalidated by an
+ * UNMAP under them, that the IOMMU's replay reaches a notifier, and that
+ * random sequences of DMAs interleaved with MAP/UNMAP give the same bytes
+ * and the same MemTxResult through the API as through pci_dma_rw.
+ *
+ * Every case runs in a subprocess with its own QEMU.
+ */
+
 #include "qemu/osdep.h"
 #include "libqtest.h"
+#include "hw/pci/pci_regs.h"
+#include "virtio-iommu-rs-queue.h"
+
+/* x-dma-test at 05.0 on q35's root bus: its endpoint id is its devfn */
+#define DT_DEVFN      QPCI_DEVFN(5, 0)
+#define DT_EP         DT_DEVFN
+#define DT_VENDOR_ID  0x1b36
+#define DT_DEVICE_ID  0x10f0
+
+#define REG_ID        0x00
+#define REG_SRC       0x08
+#define REG_DST       0x10
+#define REG_LEN       0x18
+#define REG_COUNT     0x1c
+#define REG_PATH      0x20
+#define REG_CMD       0x24
+#define REG_FAILED    0x28
+#define REG_RESULT    0x2c
+#define REG_MODE      0x38
+#define REG_UNMAPS    0x3c
+#define REG_INVALIDATIONS 0x40
+#define REG_MAP_STATE 0x44
+#define REG_REPLAYED  0x48
+#define REG_MISSES    0x4c
+#define REG_BUFFER    0x10000
+
+#define ID_VALUE      0x444d4131
+
+/* edu (hw/misc/edu.c), an MMIO target: its ID register is at 0 */
+#define EDU_DEVFN     QPCI_DEVFN(6, 0)
+#define EDU_ID_VALUE  0x010000ed
+
+#define CMD_READ        1
+#define CMD_WRITE       2
+#define CMD_COPY        3
+#define CMD_MAP         4
+#define CMD_MAP_WRITE   5
+#define CMD_MAP_RELEASE 6
+#define CMD_REPLAY      7
+
+#define PATH_RUST 0
+#define PATH_C    1
+
+#define MODE_DIRECT 0
+#define MODE_IOMMU  1
+#define MODE_OFF    2
+
+#define MAP_NONE        0
+#define MAP_LIVE        1
+#define MAP_INVALIDATED 2
+
+/* MemTxResult of an access that nothing answers (an IOMMU fault) */
+#define MEMTX_DECODE_ERROR 2
+
+#define REQ_MAX   64
+#define PAGE      0x1000ULL
+#define RAM_PAGES 8
+#define RAM_SIZE  (RAM_PAGES * PAGE)
+#define GUARD     0xcc
+
+/* IOVAs at 192 MiB: neither RAM nor anything else on q35 */
+#define IOVA_BASE 0x0c000000ULL
+#define IOVA(page) (IOVA_BASE + (page) * PAGE)
+
+#define REQUIRED_FEATURES                             \
+    (BIT_ULL(VIRTIO_F_VERSION_1) |                    \
+     BIT_ULL(VIRTIO_IOMMU_F_MAP_UNMAP) |              \
+     BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG))
+
+#define CASE_TIMEOUT_US (60 * G_USEC_PER_SEC)
+
+typedef struct Rig {
+    Iommu iommu;            /* unused without an IOMMU */
+    QTestState *qts;
+    QPCIBus *bus;
+    QGuestAllocator *alloc;
+    QGuestAllocator own_alloc;  /* without an IOMMU */
+    QPCIDevice *dev;
+    QPCIBar bar;
+    uint64_t ram;           /* RAM_SIZE bytes of guest RAM, page-aligned */
+} Rig;
+
+static uint8_t send_raw(Iommu *m, const void *req, size_t len)
+{
+    return send_polled(m, req, len, REQ_MAX);
+}
+
+/* ---- the test device ---------------------------------------------------- */
+
+static uint32_t rd(Rig *r, uint64_t reg)
+{
+    return qpci_io_readl(r->dev, r->bar, reg);
+}
+
+static void wr(Rig *r, uint64_t reg, uint32_t v)
+{
+    qpci_io_writel(r->dev, r->bar, reg, v);
+}
+
+/*
+ * Run @cmd with the given transfer registers; returns how many transfers
+ * failed.  The command runs inside the MMIO write.
+ */
+static uint32_t dt_run(Rig *r, uint32_t cmd, int path, uint64_t src,
+                       uint64_t dst, uint32_t len)
+{
+    qpci_io_writeq(r->dev, r->bar, REG_SRC, src);
+    qpci_io_writeq(r->dev, r->bar, REG_DST, dst);
+    wr(r, REG_LEN, len);
+    wr(r, REG_COUNT, 1);
+    wr(r, REG_PATH, path);
+    wr(r, REG_CMD, cmd);
+    return rd(r, REG_FAILED);
+}
+
+static void buffer_set(Rig *r, const uint8_t *data, size_t len)
+{
+    qpci_memwrite(r->dev, r->bar, REG_BUFFER, data, len);
+}
+
+static void buffer_get(Rig *r, uint8_t *data, size_t len)
+{
+    qpci_memread(r->dev, r->bar, REG_BUFFER, data, len);
+}
+
+/* Bytes no guard fill can be mistaken for */
+static void pattern(uint8_t *buf, size_t len, uint8_t seed)
+{
+    for (size_t i = 0; i < len; i++) {
+        buf[i] = (uint8_t)(seed + i * 7 + (i >> 8)) | 1;
+    }
+}
+
+static void ram_fill(Rig *r, uint8_t value)
+{
+    qtest_memset(r->qts, r->ram, value, RAM_SIZE);
+}
+
+/* Guest RAM at page @page + @off holds @len bytes of @seed's pattern */
+static void assert_ram(Rig *r, unsigned page, uint64_t off, size_t len,
+                       uint8_t seed)
+{
+    g_autofree uint8_t *want = g_malloc(len);
+    g_autofree uint8_t *got = g_malloc(len);
+
+    pattern(want, len, seed);
+    qtest_memread(r->qts, r->ram + page * PAGE + off, got, len);
+    g_assert_cmpmem(got, len, want, len);
+}
+
+/* Guest RAM is all @value */
+static void assert_ram_all(Rig *r, uint8_t value)
+{
+    g_autofree uint8_t *got = g_malloc(RAM_SIZE);
+
+    qtest_memread(r->qts, r->ram, got, RAM_SIZE);
+    for (size_t i = 0; i < RAM_SIZE; i++) {
+        if (got[i] != value) {
+            g_error("RAM byte 0x%zx is 0x%02x, expected 0x%02x", i, got[i],
+                    value);
+        }
+    }
+}
+
+static void dt_init(Rig *r)
+{
+    r->dev = qpci_device_find(r->bus, DT_DEVFN);
+    g_assert_nonnull(r->dev);
+    g_assert_cmphex(qpci_config_readw(r->dev, PCI_VENDOR_ID), ==,
+                    DT_VENDOR_ID);
+    g_assert_cmphex(qpci_config_readw(r->dev, PCI_DEVICE_ID), ==,
+                    DT_DEVICE_ID);
+    r->bar = qpci_iomap(r->dev, 0, NULL);
+    qpci_device_enable(r->dev);
+    g_assert_cmphex(rd(r, REG_ID), ==, ID_VALUE);
+}
+
+static void rig_ram(Rig *r)
+{
+    r->ram = guest_alloc(r->alloc, RAM_SIZE);
+    g_assert_cmphex(r->ram & (PAGE - 1), ==, 0);
+    ram_fill(r, GUARD);
+}
+
+/* q35 with @device (NULL: no IOMMU) at 04.0 and x-dma-test at 05.0 */
+static void rig_start(Rig *r, const char *device, bool boot_bypass)
+{
+    memset(r, 0, sizeof(*r));
+    if (device) {
+        g_autofree char *props =
+            g_strdup_printf(",\"boot-bypass\":%s",
+                            boot_bypass ? "true" : "false");
+
+        iommu_boot(&r->iommu, device, props, "-device x-dma-test,addr=05.0",
+                   REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
+        r->qts = r->iommu.qts;
+        r->bus = r->iommu.bus;
+        r->alloc = &r->iommu.alloc;
+    } else {
+        r->qts = qtest_init("-M q35 -nodefaults "
+                            "-device x-dma-test,addr=05.0 "
+                            "-device edu,addr=06.0");
+        pc_alloc_init(&r->own_alloc, r->qts, ALLOC_LEAK_ASSERT);
+        r->alloc = &r->own_alloc;
+        r->bus = qpci_new_pc(r->qts, r->alloc);
+    }
+    rig_ram(r);
+    dt_init(r);
+}
+
+static void rig_stop(Rig *r)
+{
+    qpci_iounmap(r->dev, r->bar);
+    g_free(r->dev);
+    guest_free(r->alloc, r->ram);
+    if (r->iommu.qts) {
+        iommu_stop(&r->iommu);
+    } else {
+        qpci_free_pc(r->bus);
+        alloc_destroy(r->alloc);
+        qtest_quit(r->qts);
+    }
+}
+
+/*
+ * In domain 1, map IOVA pages [first, first + n) to the same RAM pages, one
+ * mapping per page so that each can be unmapped on its own (an UNMAP may
+ * not split a mapping).
+ */
+static void map_pages(Rig *r, unsigned first, unsigned n, uint32_t flags)
+{
+    for (unsigned p = first; p < first + n; p++) {
+        assert_status(map(&r->iommu, 1, IOVA(p), IOVA(p + 1) - 1,
+                          r->ram + p * PAGE, flags), S_OK);
+    }
+}
+
+/* ---- cases without an IOMMU --------------------------------------------- */
+
+static void test_direct(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x300];
+    QPCIDevice *edu;
+    QPCIBar edu_bar;
+    uint32_t id;
+    uint16_t cmd;
+
+    rig_start(&r, NULL, true);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_DIRECT);
+
+    /* Copy within RAM, crossing a page, through either path */
+    pattern(data, sizeof(data), 1);
+    qtest_memwrite(r.qts, r.ram + 0xf00, data, sizeof(data));
+    for (int path = PATH_RUST; path <= PATH_C; path++) {
+        uint64_t dst = r.ram + 3 * PAGE + 0x80 + path * 0x400;
+
+        g_assert_cmpuint(dt_run(&r, CMD_COPY, path, r.ram + 0xf00, dst,
+                                sizeof(data)), ==, 0);
+        assert_ram(&r, 3, 0x80 + path * 0x400, sizeof(data), 1);
+    }
+
+    /*
+     * An MMIO target: edu's ID register (not the device's own: QEMU blocks
+     * a device's DMA to itself while it handles an MMIO access)
+     */
+    edu = qpci_device_find(r.bus, EDU_DEVFN);
+    g_assert_nonnull(edu);
+    edu_bar = qpci_iomap(edu, 0, NULL);
+    qpci_device_enable(edu);
+    for (int path = PATH_RUST; path <= PATH_C; path++) {
+        g_assert_cmpuint(dt_run(&r, CMD_READ, path, edu_bar.addr, 0, 4), ==,
+                         0);
+        buffer_get(&r, (uint8_t *)&id, 4);
+        g_assert_cmphex(le32_to_cpu(id), ==, EDU_ID_VALUE);
+        buffer_set(&r, (const uint8_t *)"\0\0\0\0", 4);
+    }
+    qpci_iounmap(edu, edu_bar);
+    g_free(edu);
+
+    /* Bus mastering off: nothing moves, both paths fail alike */
+    cmd = qpci_config_readw(r.dev, PCI_COMMAND);
+    qpci_config_writew(r.dev, PCI_COMMAND, cmd & ~PCI_COMMAND_MASTER);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_OFF);
+    ram_fill(&r, GUARD);
+    for (int path = PATH_RUST; path <= PATH_C; path++) {
+        g_assert_cmpuint(dt_run(&r, CMD_WRITE, path, 0, r.ram, 64), ==, 1);
+        g_assert_cmpuint(rd(&r, REG_RESULT), ==, MEMTX_DECODE_ERROR);
+    }
+    assert_ram_all(&r, GUARD);
+
+    /* And on again */
+    qpci_config_writew(r.dev, PCI_COMMAND, cmd);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_DIRECT);
+    pattern(data, 64, 2);
+    buffer_set(&r, data, 64);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram, 64), ==, 0);
+    assert_ram(&r, 0, 0, 64, 2);
+    rig_stop(&r);
+}
+
+/* ---- cases behind each IOMMU -------------------------------------------- */
+
+static void test_map_copy(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x180];
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    map_pages(&r, 0, 4, RW);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_IOMMU);
+
+    pattern(data, sizeof(data), 3);
+    qtest_memwrite(r.qts, r.ram + PAGE - 0x80, data, sizeof(data));
+    for (int path = PATH_RUST; path <= PATH_C; path++) {
+        /* Source and destination both cross a page boundary */
+        uint64_t dst_off = 2 * PAGE - 0x40 + path * 0x1000;
+
+        g_assert_cmpuint(dt_run(&r, CMD_COPY, path, IOVA(0) + PAGE - 0x80,
+                                IOVA(0) + dst_off, sizeof(data)), ==, 0);
+        assert_ram(&r, 0, dst_off, sizeof(data), 3);
+    }
+    /* The API asked the IOMMU, and caches: a second copy asks nothing */
+    g_assert_cmpuint(rd(&r, REG_MISSES), >, 0);
+    {
+        uint32_t misses = rd(&r, REG_MISSES);
+
+        g_assert_cmpuint(dt_run(&r, CMD_COPY, PATH_RUST,
+                                IOVA(0) + PAGE - 0x80,
+                                IOVA(0) + 2 * PAGE - 0x40, sizeof(data)),
+                         ==, 0);
+        g_assert_cmpuint(rd(&r, REG_MISSES), ==, misses);
+    }
+    rig_stop(&r);
+}
+
+/*
+ * Map, DMA (the API caches the page), UNMAP, DMA: the second DMA faults and
+ * writes nothing, and the API's notifier heard of the UNMAP.
+ */
+static void test_unmap_no_stale(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x100];
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    map_pages(&r, 0, 2, RW);
+    pattern(data, sizeof(data), 4);
+    buffer_set(&r, data, sizeof(data));
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(1) + 0x10,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 1, 0x10, sizeof(data), 4);
+    g_assert_cmpuint(rd(&r, REG_UNMAPS), ==, 0);
+
+    assert_status(unmap(&r.iommu, 1, IOVA(1), IOVA(2) - 1), S_OK);
+    g_assert_cmpuint(rd(&r, REG_UNMAPS), >=, 1);
+    ram_fill(&r, GUARD);
+    for (int path = PATH_RUST; path <= PATH_C; path++) {
+        g_assert_cmpuint(dt_run(&r, CMD_WRITE, path, 0, IOVA(1) + 0x10,
+                                sizeof(data)), ==, 1);
+        g_assert_cmpuint(rd(&r, REG_RESULT), ==, MEMTX_DECODE_ERROR);
+    }
+    assert_ram_all(&r, GUARD);
+    /* Page 0 is still mapped and still works */
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0),
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 0, 0, sizeof(data), 4);
+
+    /* Detaching the endpoint unmaps everything too */
+    assert_status(detach(&r.iommu, 1, DT_EP), S_OK);
+    ram_fill(&r, GUARD);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0),
+                            sizeof(data)), ==, 1);
+    assert_ram_all(&r, GUARD);
+    rig_stop(&r);
+}
+
+/* A read-only mapping: reads work, writes fault, even once cached */
+static void test_read_only(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x40], got[0x40];
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    map_pages(&r, 0, 1, R);
+    pattern(data, sizeof(data), 5);
+    qtest_memwrite(r.qts, r.ram + 0x100, data, sizeof(data));
+    g_assert_cmpuint(dt_run(&r, CMD_READ, PATH_RUST, IOVA(0) + 0x100, 0,
+                            sizeof(data)), ==, 0);
+    buffer_get(&r, got, sizeof(got));
+    g_assert_cmpmem(got, sizeof(got), data, sizeof(data));
+
+    /* The page is in the API's IOTLB, read-only: a write must not use it */
+    for (int path = PATH_RUST; path <= PATH_C; path++) {
+        g_assert_cmpuint(dt_run(&r, CMD_WRITE, path, 0, IOVA(0),
+                                sizeof(data)), ==, 1);
+        g_assert_cmpuint(rd(&r, REG_RESULT), ==, MEMTX_DECODE_ERROR);
+    }
+    g_assert_cmphex(qtest_readb(r.qts, r.ram), ==, GUARD);
+    rig_stop(&r);
+}
+
+/* An IOVA remapped elsewhere with new rights goes to the new page at once */
+static void test_remap(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x40];
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    map_pages(&r, 0, 1, R);
+    g_assert_cmpuint(dt_run(&r, CMD_READ, PATH_RUST, IOVA(0), 0, 8), ==, 0);
+    assert_status(unmap(&r.iommu, 1, IOVA(0), IOVA(1) - 1), S_OK);
+    /* IOVA page 0 now goes to RAM page 5, writable */
+    assert_status(map(&r.iommu, 1, IOVA(0), IOVA(1) - 1, r.ram + 5 * PAGE,
+                      RW), S_OK);
+    pattern(data, sizeof(data), 6);
+    buffer_set(&r, data, sizeof(data));
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0) + 0x20,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 5, 0x20, sizeof(data), 6);
+    g_assert_cmphex(qtest_readb(r.qts, r.ram + 0x20), ==, GUARD);
+    rig_stop(&r);
+}
+
+/*
+ * Bypass switches (the config's bypass bit, a bypass domain) move the
+ * device between translation and identity at once, both ways.
+ */
+static void test_bypass_switch(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x40];
+
+    rig_start(&r, tc->device, false);
+    pattern(data, sizeof(data), 7);
+    buffer_set(&r, data, sizeof(data));
+
+    /* Not attached, no bypass: the GPA is not reachable */
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_IOMMU);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram,
+                            sizeof(data)), ==, 1);
+
+    iommu_write_bypass(r.iommu.dev, 1);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_DIRECT);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 0, 0, sizeof(data), 7);
+
+    iommu_write_bypass(r.iommu.dev, 0);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_IOMMU);
+    ram_fill(&r, GUARD);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram,
+                            sizeof(data)), ==, 1);
+    assert_ram_all(&r, GUARD);
+
+    /* A bypass domain, then a translated one */
+    assert_status(attach_flags(&r.iommu, 2, DT_EP,
+                               VIRTIO_IOMMU_ATTACH_F_BYPASS), S_OK);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_DIRECT);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram + PAGE,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 1, 0, sizeof(data), 7);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_IOMMU);
+    ram_fill(&r, GUARD);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram + PAGE,
+                            sizeof(data)), ==, 1);
+    assert_ram_all(&r, GUARD);
+    rig_stop(&r);
+}
+
+/* A persistent map dies with the UNMAP under it, and says so */
+static void test_persistent_map(const TestCase *tc)
+{
+    Rig r;
+    uint8_t data[0x80];
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    map_pages(&r, 2, 2, RW);
+
+    /* Mapping an unmapped IOVA fails */
+    g_assert_cmpuint(dt_run(&r, CMD_MAP, PATH_RUST, 0, IOVA(0), PAGE), ==, 1);
+    g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_NONE);
+
+    g_assert_cmpuint(dt_run(&r, CMD_MAP, PATH_RUST, 0, IOVA(2) + 0x100,
+                            PAGE), ==, 0);
+    g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_LIVE);
+    pattern(data, sizeof(data), 8);
+    buffer_set(&r, data, sizeof(data));
+    g_assert_cmpuint(dt_run(&r, CMD_MAP_WRITE, PATH_RUST, 0, 0,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 2, 0x100, sizeof(data), 8);
+
+    /* An UNMAP elsewhere leaves it alone */
+    map_pages(&r, 6, 1, RW);
+    assert_status(unmap(&r.iommu, 1, IOVA(6), IOVA(7) - 1), S_OK);
+    g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_LIVE);
+    g_assert_cmpuint(rd(&r, REG_INVALIDATIONS), ==, 0);
+
+    /* The UNMAP of its second page invalidates it */
+    assert_status(unmap(&r.iommu, 1, IOVA(3), IOVA(4) - 1), S_OK);
+    g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_INVALIDATED);
+    g_assert_cmpuint(rd(&r, REG_INVALIDATIONS), ==, 1);
+    ram_fill(&r, GUARD);
+    g_assert_cmpuint(dt_run(&r, CMD_MAP_WRITE, PATH_RUST, 0, 0,
+                            sizeof(data)), ==, 1);
+    g_assert_cmpuint(dt_run(&r, CMD_MAP_RELEASE, PATH_RUST, 0, 0, 0), ==, 0);
+    g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_NONE);
+    /* Released after the invalidation: the map wrote nothing more */
+    assert_ram_all(&r, GUARD);
+    rig_stop(&r);
+}
+
+/* The IOMMU replays its current mappings to a newly registered notifier */
+static void test_replay(const TestCase *tc)
+{
+    Rig r;
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    g_assert_cmpuint(dt_run(&r, CMD_REPLAY, PATH_RUST, 0, 0, 0), ==, 0);
+    g_assert_cmpuint(rd(&r, REG_REPLAYED), ==, 0);
+    map_pages(&r, 0, 1, RW);
+    map_pages(&r, 2, 1, R);
+    map_pages(&r, 4, 1, W);
+    g_assert_cmpuint(dt_run(&r, CMD_REPLAY, PATH_RUST, 0, 0, 0), ==, 0);
+    g_assert_cmpuint(rd(&r, REG_REPLAYED), ==, 3);
+    assert_status(unmap(&r.iommu, 1, IOVA(2), IOVA(3) - 1), S_OK);
+    g_assert_cmpuint(dt_run(&r, CMD_REPLAY, PATH_RUST, 0, 0, 0), ==, 0);
+    g_assert_cmpuint(rd(&r, REG_REPLAYED), ==, 2);
+    rig_stop(&r);
+}
+
+/*
+ * Random DMAs interleaved with MAP and UNMAP: each DMA runs through the
+ * API and through pci_dma_rw from the same state, and must give the same
+ * bytes (in the device's buffer for reads, in RAM for writes) and the same
+ * failures.
+ */
+#define DIFF_OPS 120
+
+static void diff_read(Rig *r, uint64_t iova, uint32_t len)
+{
+    g_autofree uint8_t *a = g_malloc(len);
+    g_autofree uint8_t *b = g_malloc(len);
+    g_autofree uint8_t *junk = g_malloc(len);
+    uint32_t fa, fb, ra, rb;
+
+    memset(junk, 0x5a, len);
+    buffer_set(r, junk, len);
+    fa = dt_run(r, CMD_READ, PATH_RUST, iova, 0, len);
+    ra = rd(r, REG_RESULT);
+    buffer_get(r, a, len);
+    buffer_set(r, junk, len);
+    fb = dt_run(r, CMD_READ, PATH_C, iova, 0, len);
+    rb = rd(r, REG_RESULT);
+    buffer_get(r, b, len);
+    g_assert_cmpuint(fa, ==, fb);
+    g_assert_cmpuint(ra, ==, rb);
+    g_assert_cmpmem(a, len, b, len);
+}
+
+static void diff_write(Rig *r, uint64_t iova, uint32_t len, uint8_t seed)
+{
+    g_autofree uint8_t *before = g_malloc(RAM_SIZE);
+    g_autofree uint8_t *a = g_malloc(RAM_SIZE);
+    g_autofree uint8_t *b = g_malloc(RAM_SIZE);
+    g_autofree uint8_t *data = g_malloc(len);
+    uint32_t fa, fb, ra, rb;
+
+    pattern(data, len, seed);
+    buffer_set(r, data, len);
+    qtest_memread(r->qts, r->ram, before, RAM_SIZE);
+    fa = dt_run(r, CMD_WRITE, PATH_RUST, 0, iova, len);
+    ra = rd(r, REG_RESULT);
+    qtest_memread(r->qts, r->ram, a, RAM_SIZE);
+    qtest_memwrite(r->qts, r->ram, before, RAM_SIZE);
+    fb = dt_run(r, CMD_WRITE, PATH_C, 0, iova, len);
+    rb = rd(r, REG_RESULT);
+    qtest_memread(r->qts, r->ram, b, RAM_SIZE);
+    g_assert_cmpuint(fa, ==, fb);
+    g_assert_cmpuint(ra, ==, rb);
+    g_assert_cmpmem(a, RAM_SIZE, b, RAM_SIZE);
+}
+
+static void test_differential(const TestCase *tc)
+{
+    static const uint32_t perms[] = { R, W, RW };
+    GRand *rng = g_rand_new_with_seed(tc->seed);
+    bool mapped[RAM_PAGES] = { false };
+    Rig r;
+
+    rig_start(&r, tc->device, false);
+    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    {
+        g_autofree uint8_t *fill = g_malloc(RAM_SIZE);
+
+        pattern(fill, RAM_SIZE, 9);
+        qtest_memwrite(r.qts, r.ram, fill, RAM_SIZE);
+    }
+    for (int i = 0; i < DIFF_OPS; i++) {
+        unsigned page = g_rand_int_range(rng, 0, RAM_PAGES);
+        unsigned op = g_rand_int_range(rng, 0, 10);
+
+        if (op < 2) {
+            /* Map an unmapped IOVA page to a random RAM page */
+            if (!mapped[page]) {
+                unsigned to = g_rand_int_range(rng, 0, RAM_PAGES);
+
+                assert_status(map(&r.iommu, 1, IOVA(page), IOVA(page + 1) - 1,
+                                  r.ram + to * PAGE,
+                                  perms[g_rand_int_range(rng, 0, 3)]), S_OK);
+                mapped[page] = true;
+            }
+        } else if (op < 3) {
+            /* Unmap a run of pages (whole mappings only: one page each) */
+            unsigned n = g_rand_int_range(rng, 1, 4);
+
+            n = MIN(n, RAM_PAGES - page);
+            assert_status(unmap(&r.iommu, 1, IOVA(page), IOVA(page + n) - 1),
+                          S_OK);
+            for (unsigned p = page; p < page + n; p++) {
+                mapped[p] = false;
+            }
+        } else {
+            uint64_t iova = IOVA(page) + g_rand_int_range(rng, 0, PAGE);
+            uint32_t len = g_rand_int_range(rng, 1, 3 * PAGE);
+
+            /* Stay inside the IOVA window the pages cover, mostly */
+            len = MIN(len, IOVA(RAM_PAGES) + PAGE - iova);
+            if (op < 7) {
+                diff_read(&r, iova, len);
+            } else {
+                diff_write(&r, iova, len, i);
+            }
+        }
+    }
+    g_rand_free(rng);
+    rig_stop(&r);
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static const DeviceCase iommu_cases[] = {
+    { "map-copy", test_map_copy },
+    { "unmap-no-stale", test_unmap_no_stale },
+    { "read-only", test_read_only },
+    { "remap", test_remap },
+    { "bypass-switch", test_bypass_switch },
+    { "persistent-map", test_persistent_map },
+    { "replay", test_replay },
+};
 
 int main(int argc, char **argv)
 {
+    static const char *const devices[] = { C_DEVICE, RUST_DEVICE };
+
     g_test_init(&argc, &argv, NULL);
+    add_case("/virtio-iommu-rs/dma/no-iommu/direct", NULL, 0,
+             CASE_TIMEOUT_US, test_direct);
+    for (size_t d = 0; d < G_N_ELEMENTS(devices); d++) {
+        add_device_cases("/virtio-iommu-rs/dma", devices[d], iommu_cases,
+                         G_N_ELEMENTS(iommu_cases), CASE_TIMEOUT_US);
+        for (unsigned seed = 1; seed <= 4; seed++) {
+            g_autofree char *path =
+                g_strdup_printf("/virtio-iommu-rs/dma/%s/differential/%u",
+                                devices[d], seed);
+
+            add_case(path, devices[d], seed, CASE_TIMEOUT_US,
+                     test_differential);
+        }
+    }
     return g_test_run();
 }

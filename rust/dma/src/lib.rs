@@ -152,8 +152,8 @@ impl Dma {
     /// at unrealize or finalize).
     pub fn new(dev: &PCIDevice) -> Pin<Box<Self>> {
         Box::pin(Self {
-            bus_listener: UnsafeCell::new(topology::listener(c"dma-bus-master")),
-            target_listener: UnsafeCell::new(topology::listener(c"dma-target")),
+            bus_listener: UnsafeCell::new(topology::listener::<true>(c"dma-bus-master")),
+            target_listener: UnsafeCell::new(topology::listener::<false>(c"dma-target")),
             dev: NonNull::new(dev.as_mut_ptr()).expect("PCIDevice"),
             registered: BqlCell::new(false),
             state: BqlRefCell::new(State {

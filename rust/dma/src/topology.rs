@@ -30,16 +30,17 @@ use crate::{Dma, Mode};
 /// needs to see the final view.
 const LISTENER_PRIORITY: u32 = 20;
 
-/// A memory listener with the handle's callbacks.
-pub(crate) fn listener(name: &'static CStr) -> MemoryListener {
+/// A memory listener with the handle's callbacks: for the bus-master
+/// address space (`BUS`) or for the address space IOMMUs translate into.
+pub(crate) fn listener<const BUS: bool>(name: &'static CStr) -> MemoryListener {
     // SAFETY: an all-zero MemoryListener is one with no callbacks and
     // unlinked list nodes.
     let mut l: MemoryListener = unsafe { MaybeUninit::zeroed().assume_init() };
-    l.begin = Some(rust_begin);
-    l.region_add = Some(rust_region_seen);
-    l.region_nop = Some(rust_region_seen);
-    l.region_del = Some(rust_region_del);
-    l.commit = Some(rust_commit);
+    l.begin = Some(rust_begin::<BUS>);
+    l.region_add = Some(rust_region_seen::<BUS>);
+    l.region_nop = Some(rust_region_seen::<BUS>);
+    l.region_del = Some(rust_region_del::<BUS>);
+    l.commit = Some(rust_commit::<BUS>);
     l.priority = LISTENER_PRIORITY;
     l.name = name.as_ptr();
     l
@@ -134,21 +135,24 @@ impl IommuAt {
             read: entry.perm & IOMMU_RO != 0,
             write: entry.perm & IOMMU_WO != 0,
         };
-        let t = Translation {
-            iova: entry.iova.wrapping_sub(self.delta),
-            translated_addr: entry.translated_addr,
-            addr_mask: entry.addr_mask,
-            perm,
-        };
-        // A block must be aligned to its mask in bus addresses too; if the
-        // section starts at an odd place, cache one byte at a time rather
-        // than guess.
-        let t = if t.iova & t.addr_mask == 0 {
-            t
+        // QEMU's IOMMUs need not align entry.iova (the C virtio-iommu
+        // returns the address itself): the block is what the mask says.
+        // If the section does not start on a block boundary of the region,
+        // the block is not a block in bus addresses: cache one byte at a
+        // time rather than guess.
+        let region_addr = addr.wrapping_add(self.delta);
+        let t = if self.delta & entry.addr_mask == 0 {
+            Translation {
+                iova: (region_addr & !entry.addr_mask).wrapping_sub(self.delta),
+                translated_addr: entry.translated_addr,
+                addr_mask: entry.addr_mask,
+                perm,
+            }
         } else {
             Translation {
                 iova: addr,
-                translated_addr: t.target(addr.wrapping_add(self.delta)),
+                translated_addr: (entry.translated_addr & !entry.addr_mask)
+                    | (region_addr & entry.addr_mask),
                 addr_mask: 0,
                 perm,
             }
@@ -192,84 +196,81 @@ impl Topology {
     }
 }
 
-/// Which of the handle's listeners `l` is.
-enum Which {
-    Bus,
-    Target,
-}
-
 /// # Safety
 ///
-/// `l` must be one of the listeners of a live, pinned `Dma`.
-unsafe fn handle<'a>(l: *mut MemoryListener) -> (&'a Dma, Which) {
+/// `l` must be the bus-master listener (`BUS`) or the target listener of a
+/// live, pinned `Dma`.
+unsafe fn handle<'a, const BUS: bool>(l: *mut MemoryListener) -> &'a Dma {
+    let offset = if BUS {
+        offset_of!(Dma, bus_listener)
+    } else {
+        offset_of!(Dma, target_listener)
+    };
     // SAFETY: the listeners are fields of the pinned Dma; QEMU passes back
-    // the pointer it was given at registration.
-    unsafe {
-        let bus = l.byte_sub(offset_of!(Dma, bus_listener)).cast::<Dma>();
-        if (*bus).bus_listener.get() == l {
-            (&*bus, Which::Bus)
-        } else {
-            let dma = l.byte_sub(offset_of!(Dma, target_listener)).cast::<Dma>();
-            (&*dma, Which::Target)
-        }
-    }
+    // the pointer it was given at registration, with the callbacks of
+    // that listener (listener::<BUS>).
+    unsafe { &*l.byte_sub(offset).cast::<Dma>() }
 }
 
-unsafe extern "C" fn rust_begin(l: *mut MemoryListener) {
+unsafe extern "C" fn rust_begin<const BUS: bool>(l: *mut MemoryListener) {
     // SAFETY: QEMU calls back registered listeners only.
-    let (dma, which) = unsafe { handle(l) };
+    let dma = unsafe { handle::<BUS>(l) };
     let mut state = dma.state.borrow_mut();
-    match which {
-        Which::Bus => {
-            state.topology.pending.clear();
-            state.topology.bus_changed = false;
-        }
-        Which::Target => state.topology.target_changed = false,
+    if BUS {
+        state.topology.pending.clear();
+        state.topology.bus_changed = false;
+    } else {
+        state.topology.target_changed = false;
     }
 }
 
 /// region_add and region_nop: a section of the new view.
-unsafe extern "C" fn rust_region_seen(l: *mut MemoryListener, s: *mut MemoryRegionSection) {
+unsafe extern "C" fn rust_region_seen<const BUS: bool>(
+    l: *mut MemoryListener,
+    s: *mut MemoryRegionSection,
+) {
     // SAFETY: as in rust_begin; the section is valid during the call.
-    let (dma, which) = unsafe { handle(l) };
+    let dma = unsafe { handle::<BUS>(l) };
     let mut state = dma.state.borrow_mut();
-    match which {
-        Which::Bus => {
-            // SAFETY: see above.
-            let section = Section::from_c(unsafe { &*s });
-            state.topology.pending.push(section);
-            state.topology.bus_changed = true;
-        }
-        Which::Target => state.topology.target_changed = true,
+    if BUS {
+        // SAFETY: see above.
+        let section = Section::from_c(unsafe { &*s });
+        state.topology.pending.push(section);
+        state.topology.bus_changed = true;
+    } else {
+        state.topology.target_changed = true;
     }
 }
 
-unsafe extern "C" fn rust_region_del(l: *mut MemoryListener, _s: *mut MemoryRegionSection) {
+unsafe extern "C" fn rust_region_del<const BUS: bool>(
+    l: *mut MemoryListener,
+    _s: *mut MemoryRegionSection,
+) {
     // SAFETY: as in rust_begin.
-    let (dma, which) = unsafe { handle(l) };
+    let dma = unsafe { handle::<BUS>(l) };
     let mut state = dma.state.borrow_mut();
-    match which {
-        Which::Bus => state.topology.bus_changed = true,
-        Which::Target => state.topology.target_changed = true,
+    if BUS {
+        state.topology.bus_changed = true;
+    } else {
+        state.topology.target_changed = true;
     }
 }
 
 /// The view is complete: flush what may be stale, follow IOMMU regions,
 /// decide the mode.
-unsafe extern "C" fn rust_commit(l: *mut MemoryListener) {
+unsafe extern "C" fn rust_commit<const BUS: bool>(l: *mut MemoryListener) {
     // SAFETY: as in rust_begin.
-    let (dma, which) = unsafe { handle(l) };
-    match which {
-        Which::Bus => dma.bus_view_changed(),
-        Which::Target => {
-            let mut state = dma.state.borrow_mut();
-            if state.topology.target_changed {
-                // Host pointers into remapped RAM would be stale.
-                let gone = state.tlb.flush();
-                drop(state);
-                drop(gone);
-            }
-        }
+    let dma = unsafe { handle::<BUS>(l) };
+    if BUS {
+        dma.bus_view_changed();
+        return;
+    }
+    let mut state = dma.state.borrow_mut();
+    if state.topology.target_changed {
+        // Host pointers into remapped RAM would be stale.
+        let gone = state.tlb.flush();
+        drop(state);
+        drop(gone);
     }
 }
 

@@ -155,14 +155,28 @@ impl<P> Iotlb<P> {
 
     /// Cache the block of `t` that holds `addr`, with `payload`. Returns
     /// the payload of the entry it replaces, if any.
+    ///
+    /// Some IOMMUs (QEMU's C virtio-iommu) grant only the right asked for;
+    /// a page read, then written, would then flap between two entries.
+    /// Rights granted for the same block and target are merged instead:
+    /// an IOMMU that takes a right back must send UNMAP first, which
+    /// removes the entry.
     pub fn insert(&mut self, t: &Translation, addr: u64, payload: P) -> Option<P> {
         let (iova, mask, target) = Self::block_of(t, addr);
         let i = self.slot(addr);
-        let old = self.slots.get_mut(i)?.replace(Entry {
+        let slot = self.slots.get_mut(i)?;
+        let mut perm = t.perm;
+        if let Some(e) = slot.as_ref() {
+            if e.iova == iova && e.mask == mask && e.target == target {
+                perm.read |= e.perm.read;
+                perm.write |= e.perm.write;
+            }
+        }
+        let old = slot.replace(Entry {
             iova,
             mask,
             target,
-            perm: t.perm,
+            perm,
             payload,
         });
         old.map(|e| e.payload)

@@ -176,3 +176,25 @@ fn invalidating_the_whole_space_scans_every_slot() {
     // An invalidation at the very top of the space does not wrap.
     assert!(tlb.invalidate(u64::MAX - 1, u64::MAX).is_empty());
 }
+
+#[test]
+fn rights_granted_one_at_a_time_are_merged() {
+    let mut tlb = Iotlb::new(4);
+    let only = |read, write| Translation {
+        iova: 0x1000,
+        translated_addr: 0x8000,
+        addr_mask: 0xfff,
+        perm: Perm { read, write },
+    };
+    tlb.insert(&only(true, false), 0x1000, ());
+    tlb.insert(&only(false, true), 0x1000, ());
+    assert!(tlb.lookup(0x1000, Access::Read).is_some());
+    assert!(tlb.lookup(0x1000, Access::Write).is_some());
+    // A different target is a different translation: nothing carries over.
+    let elsewhere = Translation {
+        translated_addr: 0x9000,
+        ..only(false, true)
+    };
+    tlb.insert(&elsewhere, 0x1000, ());
+    assert!(tlb.lookup(0x1000, Access::Read).is_none());
+}
