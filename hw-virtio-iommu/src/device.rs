@@ -31,10 +31,10 @@ use virtio::{
     VirtIODevice, VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
 };
 use virtio_iommu_core::{
+    bypass::{parse_bypass_devices, BypassDevice},
     config::{Config, CONFIG_SIZE},
     device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
-    bypass::{parse_bypass_devices, BypassDevice},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
     NotifierEvent,
 };
@@ -268,7 +268,9 @@ impl VirtioIommu {
             let err = util::Error::msg(format!("virtio-iommu-rs: {e}"));
             // SAFETY: error_fatal is QEMU's global "report and exit(1)"
             // destination; propagating to it does not return.
-            unsafe { err.propagate(&raw mut util::bindings::error_fatal) };
+            unsafe {
+                err.propagate(&raw mut util::bindings::error_fatal);
+            }
         }
     }
 

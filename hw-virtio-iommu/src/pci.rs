@@ -18,8 +18,8 @@ use qom::{prelude::*, ObjectImpl, ParentField};
 use util::{ensure, Result};
 use virtio::{
     bindings::{VirtIOIOMMUPCIInterfaceClass, VirtIOPCIProxy as RawProxy},
-    interface, VirtIOPCIProxy, VirtIOPCIProxyMethods,
-    VirtioPCIClass, VirtioPciProxyImpl, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
+    interface, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass, VirtioPciProxyImpl,
+    CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
 };
 
 use crate::{device::VirtioIommu, TYPE_VIRTIO_IOMMU_RS};
@@ -89,12 +89,7 @@ unsafe extern "C" fn rust_pci_device_bypassed(
     // SAFETY: the ACPI builder calls this, under the BQL, with an instance
     // of this type (the one implementing the interface) and a PCI device
     // plugged into a bus.
-    let (this, dev) = unsafe {
-        (
-            &*iommu.cast::<VirtioIommuPci>(),
-            &*dev.cast::<PCIDevice>(),
-        )
-    };
+    let (this, dev) = unsafe { (&*iommu.cast::<VirtioIommuPci>(), &*dev.cast::<PCIDevice>()) };
     this.vdev.pci_device_bypassed(dev)
 }
 
