@@ -118,8 +118,10 @@ class GuestRun:
     def __init__(self, workdir, device=None, mode="strict", boot_bypass=True,
                  checks="iommu-driver,groups,disk,net,read", reads="1M:64", disk_mib=4,
                  net_kib=1024, qemu=DEFAULT_QEMU, guest=DEFAULT_GUEST, timeout=120,
-                 seed=None, disk_size_mib=256, watchdog=30):
+                 seed=None, disk_size_mib=256, watchdog=30, bypass_disk=False):
         self.workdir = workdir
+        # List the virtio-blk disk in the IOMMU's bypass-devices (by id).
+        self.bypass_disk = bypass_disk
         self.device = device
         self.mode = mode
         self.boot_bypass = boot_bypass
@@ -176,13 +178,19 @@ class GuestRun:
             # driver configures it; SeaBIOS's own disk DMA then times out
             # (~60 s). qboot loads the kernel through fw_cfg and does no DMA.
             argv += ["-bios", QBOOT]
-        if self.device:
+        if self.device and self.bypass_disk:
+            # An array property needs the JSON form of -device.
+            argv += ["-device", json.dumps({
+                "driver": self.device, "id": "iommu", "boot-bypass": self.boot_bypass,
+                "bypass-devices": ["blk0"]})]
+        elif self.device:
             argv += ["-device", f"{self.device},id=iommu,"
                      f"boot-bypass={'on' if self.boot_bypass else 'off'}"]
         # iommu_platform=on makes the devices' DMA go through the IOMMU
         # (VIRTIO_F_ACCESS_PLATFORM); q35 needs disable-legacy=on with it.
         argv += ["-drive", f"file={qemu_escape(disk)},format=raw,if=none,id=scratch",
-                 "-device", "virtio-blk-pci,drive=scratch,iommu_platform=on,disable-legacy=on",
+                 "-device", "virtio-blk-pci,id=blk0,drive=scratch,iommu_platform=on,"
+                            "disable-legacy=on",
                  # restrict=on: no route out of the VM; the guestfwd -cmd is the
                  # only thing the guest can talk to.
                  "-netdev", f"user,id=net0,restrict=on,guestfwd=tcp:{NETPEER}-cmd:"

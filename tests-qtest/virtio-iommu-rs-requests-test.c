@@ -1525,6 +1525,43 @@ static void test_differential(const TestCase *tc)
     iommu_stop(&ref);
 }
 
+/*
+ * virtio-iommu-rs only (the C device has no such property): EP_A, named by
+ * its address in bypass-devices, is a device the IOMMU does not manage.
+ * Every request about it is answered byte for byte as about an empty slot
+ * (NOENT, as both devices answer for an id with no device), and the other
+ * endpoints are unaffected.
+ */
+static void test_bypass_devices(const TestCase *tc)
+{
+    g_autofree char *props =
+        g_strdup_printf("%s,\"bypass-devices\":[\"00:05.0\"]",
+                        differences(tc->device)->extra_props);
+    uint8_t props_a[PROBE_SIZE], props_empty[PROBE_SIZE];
+    Iommu m;
+
+    iommu_boot(&m, tc->device, props,
+               "-device pci-testdev,addr=05.0 "
+               "-device pci-testdev,addr=06.0",
+               REQUIRED_FEATURES, AREA_SIZE, AREA_SIZE);
+
+    assert_status(probe(&m, EP_A, props_a), S_NOENT);
+    assert_status(probe(&m, EP_EMPTY_SLOT, props_empty), S_NOENT);
+    g_assert_cmpmem(props_a, PROBE_SIZE, props_empty, PROBE_SIZE);
+    assert_status(attach(&m, 1, EP_A), S_NOENT);
+    assert_status(attach_flags(&m, 1, EP_A, VIRTIO_IOMMU_ATTACH_F_BYPASS),
+                  S_NOENT);
+    assert_status(detach(&m, 1, EP_A), S_NOENT);
+
+    assert_status(probe(&m, EP_B, props_a), S_OK);
+    assert_status(attach(&m, 1, EP_B), S_OK);
+    assert_status(attach(&m, 1, EP_A), S_NOENT);
+    assert_status(detach(&m, 1, EP_A), S_NOENT);
+    assert_status(detach(&m, 1, EP_B), S_OK);
+
+    iommu_stop(&m);
+}
+
 /* ---- registration ------------------------------------------------------- */
 
 static const DeviceCase device_cases[] = {
@@ -1551,6 +1588,11 @@ static const DeviceCase device_cases[] = {
     { "difference-endpoint-alias", test_diff_endpoint_alias },
 };
 
+/* Cases of what only virtio-iommu-rs has */
+static const DeviceCase rust_cases[] = {
+    { "bypass-devices", test_bypass_devices },
+};
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1560,6 +1602,8 @@ int main(int argc, char **argv)
                      ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
     add_device_cases("virtio-iommu-rs-requests", RUST_DEVICE, device_cases,
                      ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
+    add_device_cases("virtio-iommu-rs-requests", RUST_DEVICE, rust_cases,
+                     ARRAY_SIZE(rust_cases), CASE_TIMEOUT_US);
     for (unsigned seed = 1; seed <= DIFF_SEEDS; seed++) {
         g_autofree char *path =
             g_strdup_printf("virtio-iommu-rs-requests/differential/seed-%u",

@@ -102,6 +102,8 @@ typedef struct DeviceDifferences {
     const char *bad_separator_msg;
     const char *bad_number_msg;
     const char *bad_type_msg;
+    /* Has the bypass-devices property (the C device has no such thing) */
+    bool has_bypass_devices;
 } DeviceDifferences;
 
 static const DeviceDifferences c_device = {
@@ -109,6 +111,7 @@ static const DeviceDifferences c_device = {
     .bad_separator_msg = "reserved region fields must be separated with ':'",
     .bad_number_msg = "must be a hexadecimal integer",
     .bad_type_msg = "must be a non-negative decimal integer",
+    .has_bypass_devices = false,
 };
 
 static const DeviceDifferences rust_device = {
@@ -116,6 +119,7 @@ static const DeviceDifferences rust_device = {
     .bad_separator_msg = "is not START:END:TYPE",
     .bad_number_msg = "is not START:END:TYPE",
     .bad_type_msg = "is not START:END:TYPE",
+    .has_bypass_devices = true,
 };
 
 /* The aw-bits default q35 gives both devices (pc_q35_compat_defaults) */
@@ -631,6 +635,71 @@ static void test_user_reserved_regions(const void *data)
 }
 
 /*
+ * bypass-devices lists the PCI devices that always bypass the IOMMU, by
+ * qdev id or by root-bus address BUS:DEV.FN.  A malformed element is
+ * refused at realize; an element that names no PCI device behind the IOMMU
+ * once the machine is created is refused then, before the guest runs.  The
+ * C device has no such property.
+ */
+static void test_bypass_devices_property(const void *data)
+{
+    const char *dev = data;
+    const char *edu = "-device edu,addr=05.0,id=edu0";
+    const char *behind_port = "-device pcie-root-port,id=rp,chassis=1,"
+                              "addr=06.0 -device edu,bus=rp,id=edu2";
+
+    if (!differences(dev)->has_bypass_devices) {
+        assert_qemu_outcome(QEMU_REFUSES, "bypass-devices' not found", edu,
+                            "{\"driver\":\"%s\",\"bypass-devices\":"
+                            "[\"edu0\"]}", dev);
+        return;
+    }
+    assert_qemu_outcome(QEMU_STARTS, NULL, edu,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"edu0\",\"00:05.0\",\"0:5.0\"]}", dev);
+    /* Malformed: refused at realize, naming the property and the element */
+    assert_qemu_outcome(QEMU_REFUSES,
+                        "bypass-devices element 1 '00:20.0' is neither a "
+                        "device id", edu,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"edu0\",\"00:20.0\"]}", dev);
+    assert_qemu_outcome(QEMU_REFUSES,
+                        "bypass-devices element 0 '5.0' is neither a "
+                        "device id", edu,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"5.0\"]}", dev);
+    /* Well-formed, but no such PCI device */
+    assert_qemu_outcome(QEMU_REFUSES,
+                        "bypass-devices element 1 'edu1' names no PCI device "
+                        "behind this IOMMU", edu,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"edu0\",\"edu1\"]}", dev);
+    assert_qemu_outcome(QEMU_REFUSES,
+                        "bypass-devices element 0 '00:06.0' names no PCI "
+                        "device behind this IOMMU", edu,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"00:06.0\"]}", dev);
+    /* Not a PCI device: the QMP monitor's chardev has that id */
+    assert_qemu_outcome(QEMU_REFUSES,
+                        "bypass-devices element 0 'qmp' names no PCI device",
+                        edu, "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"qmp\"]}", dev);
+    /*
+     * Behind a root port, by id: accepted.  By address: the firmware has
+     * not numbered the port's bus when the endpoints are created, so an
+     * address cannot name the device; QEMU says so instead of ignoring it.
+     */
+    assert_qemu_outcome(QEMU_STARTS, NULL, behind_port,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"edu2\"]}", dev);
+    assert_qemu_outcome(QEMU_REFUSES,
+                        "bypass-devices element 0 '01:00.0' names no PCI "
+                        "device behind this IOMMU", behind_port,
+                        "{\"driver\":\"%s\",\"bypass-devices\":"
+                        "[\"01:00.0\"]}", dev);
+}
+
+/*
  * On x86 the machine declares the APIC MSI doorbell range as a reserved MSI
  * region, which the guest later learns through PROBE; the device must carry
  * it without any user configuration.
@@ -676,6 +745,7 @@ static void add_device_tests(const char *device)
         { "bad-properties", test_bad_properties },
         { "reserved-regions-default", test_reserved_regions_default },
         { "reserved-regions-user", test_user_reserved_regions },
+        { "bypass-devices-property", test_bypass_devices_property },
     };
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {

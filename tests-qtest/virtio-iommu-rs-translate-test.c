@@ -213,16 +213,16 @@ static void edu_init(Rig *r)
  * Boot q35 with @device and edu, bring the IOMMU up as a driver would, and
  * post @evt_bufs event buffers.
  */
-static void rig_start(Rig *r, const char *device, bool boot_bypass,
-                      unsigned evt_bufs)
+static void rig_start_props(Rig *r, const char *device, bool boot_bypass,
+                            unsigned evt_bufs, const char *more_props)
 {
     g_autofree char *props =
-        g_strdup_printf(",\"boot-bypass\":%s%s",
+        g_strdup_printf(",\"boot-bypass\":%s%s%s",
                         boot_bypass ? "true" : "false",
-                        differences(device)->extra_props);
+                        differences(device)->extra_props, more_props);
 
     memset(r, 0, sizeof(*r));
-    iommu_boot(&r->iommu, device, props, "-device edu,addr=05.0",
+    iommu_boot(&r->iommu, device, props, "-device edu,addr=05.0,id=edu0",
                REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
     r->evt_area = guest_alloc(&r->iommu.alloc, EVT_BUFS * EVT_BUF_SIZE);
     r->ram = guest_alloc(&r->iommu.alloc, RAM_SIZE);
@@ -232,6 +232,12 @@ static void rig_start(Rig *r, const char *device, bool boot_bypass,
     qtest_memset(r->iommu.qts, r->ram, GUARD_FILL, RAM_SIZE);
     edu_init(r);
     evt_post(r, evt_bufs);
+}
+
+static void rig_start(Rig *r, const char *device, bool boot_bypass,
+                      unsigned evt_bufs)
+{
+    rig_start_props(r, device, boot_bypass, evt_bufs, "");
 }
 
 static void rig_stop(Rig *r)
@@ -859,6 +865,44 @@ static void test_difference_adjacent_mappings(const TestCase *tc)
     rig_stop(&r);
 }
 
+/*
+ * virtio-iommu-rs only (the C device has no such property): edu named in
+ * bypass-devices, boot-bypass off.  Its DMA goes to memory untranslated and
+ * unreported, and the IOMMU answers requests about it as about a device it
+ * does not have (NOENT), which changes nothing: not an ATTACH to a normal
+ * or a bypass domain, a config bypass write, or a device reset.
+ */
+static void test_bypass_devices(const TestCase *tc)
+{
+    Rig r;
+
+    rig_start_props(&r, tc->device, false, EVT_BUFS,
+                    ",\"bypass-devices\":[\"edu0\"]");
+    g_assert_cmpuint(iommu_read_bypass(r.iommu.dev), ==, 0);
+    round_trip(&r, r.ram + 0x100, r.ram + 0x100, r.ram + 0x2345,
+               r.ram + 0x2345, 0x800, 1);
+    expect_no_fault(&r);
+
+    assert_status(attach(&r.iommu, 1, EDU_EP), S_NOENT);
+    assert_status(attach_flags(&r.iommu, 2, EDU_EP,
+                               VIRTIO_IOMMU_ATTACH_F_BYPASS), S_NOENT);
+    assert_status(detach(&r.iommu, 1, EDU_EP), S_NOENT);
+    /* No domain was created on its behalf */
+    assert_status(map(&r.iommu, 1, IOVA_BASE, IOVA_BASE + 0xfff, r.ram, RW),
+                  S_NOENT);
+    round_trip(&r, r.ram + 0x10, r.ram + 0x10, r.ram + 0x3000,
+               r.ram + 0x3000, 0x100, 2);
+
+    /* Config bypass on and off again: still untranslated */
+    iommu_write_bypass(r.iommu.dev, 1);
+    iommu_write_bypass(r.iommu.dev, 0);
+    g_assert_cmpuint(iommu_read_bypass(r.iommu.dev), ==, 0);
+    round_trip(&r, r.ram + 0x20, r.ram + 0x20, r.ram + 0x3400,
+               r.ram + 0x3400, 0x100, 3);
+    expect_no_fault(&r);
+    rig_stop(&r);
+}
+
 /* ---- registration ------------------------------------------------------- */
 
 static const DeviceCase device_cases[] = {
@@ -875,6 +919,11 @@ static const DeviceCase device_cases[] = {
     { "difference-adjacent-mappings", test_difference_adjacent_mappings },
 };
 
+/* Cases of what only virtio-iommu-rs has */
+static const DeviceCase rust_cases[] = {
+    { "bypass-devices", test_bypass_devices },
+};
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -884,6 +933,8 @@ int main(int argc, char **argv)
                      ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
     add_device_cases("virtio-iommu-rs-translate", RUST_DEVICE, device_cases,
                      ARRAY_SIZE(device_cases), CASE_TIMEOUT_US);
+    add_device_cases("virtio-iommu-rs-translate", RUST_DEVICE, rust_cases,
+                     ARRAY_SIZE(rust_cases), CASE_TIMEOUT_US);
 
     return g_test_run();
 }

@@ -31,6 +31,7 @@ use virtio::{
     VirtIODevice, VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
 };
 use virtio_iommu_core::{
+    bypass::{parse_bypass_devices, BypassDevice},
     config::{Config, CONFIG_SIZE},
     device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
@@ -78,6 +79,10 @@ pub struct VirtioIommu {
     /// qdev's array property (elements) and by `Drop` (the array itself).
     resv_count: u32,
     resv_entries: *mut *mut c_char,
+    /// `bypass-devices`: an array of device ids and PCI addresses, owned
+    /// like `reserved-regions`.
+    bypass_count: u32,
+    bypass_entries: *mut *mut c_char,
 
     /// The root bus the proxy sits on, set before realize: the IOMMU
     /// serves its devices.
@@ -92,6 +97,9 @@ pub struct VirtioIommu {
     /// `page_size_mask`'s granule minus one, for translation.
     granule_mask: AtomicU64,
     endpoints: BqlRefCell<Vec<Endpoint>>,
+    /// Whether `bypass-devices` has been checked against the devices that
+    /// exist (at the first system reset, once machine creation is done).
+    bypass_checked: BqlCell<bool>,
 }
 
 // SAFETY: the raw pointer is only touched with the BQL held, like the rest.
@@ -139,6 +147,17 @@ unsafe impl DevicePropertiesImpl for VirtioIommu {
             arrayfieldsize: size_of::<*mut c_char>() as c_int,
             ..Zeroable::ZERO
         },
+        Property {
+            name: c"bypass-devices".as_ptr(),
+            info: addr_of!(qdev_prop_array),
+            offset: offset_of!(VirtioIommu, bypass_count) as isize,
+            set_default: true,
+            defval: Property__bindgen_ty_1 { u: 0 },
+            arrayinfo: addr_of!(qdev_prop_string),
+            arrayoffset: offset_of!(VirtioIommu, bypass_entries) as c_int,
+            arrayfieldsize: size_of::<*mut c_char>() as c_int,
+            ..Zeroable::ZERO
+        },
     ];
 }
 
@@ -163,6 +182,7 @@ impl VirtioIommu {
         uninit_field_mut!(*this, core).write(Mutex::new(None));
         uninit_field_mut!(*this, granule_mask).write(AtomicU64::new(0));
         uninit_field_mut!(*this, endpoints).write(BqlRefCell::new(Vec::new()));
+        uninit_field_mut!(*this, bypass_checked).write(BqlCell::new(false));
     }
 
     /// Serve the devices of `bus`; called by the proxy before realize.
@@ -170,16 +190,17 @@ impl VirtioIommu {
         self.primary_bus.set(Some(NonNull::from(bus)));
     }
 
-    /// The `reserved-regions` strings as set by the user.
-    fn reserved_region_entries(&self) -> Vec<String> {
-        let count = self.resv_count as usize;
-        if count == 0 || self.resv_entries.is_null() {
+    /// The strings of an array property (`reserved-regions`,
+    /// `bypass-devices`) as set by the user.
+    fn string_array(count: u32, array: *mut *mut c_char) -> Vec<String> {
+        let count = count as usize;
+        if count == 0 || array.is_null() {
             return Vec::new();
         }
-        // SAFETY: qdev's array property allocated `resv_count` pointers, each
-        // to a NUL-terminated string (or NULL), and frees them only when the
+        // SAFETY: qdev's array property allocated `count` pointers, each to
+        // a NUL-terminated string (or NULL), and frees them only when the
         // device is finalized.
-        let entries = unsafe { std::slice::from_raw_parts(self.resv_entries, count) };
+        let entries = unsafe { std::slice::from_raw_parts(array, count) };
         entries
             .iter()
             .map(|&p| {
@@ -195,16 +216,20 @@ impl VirtioIommu {
 
     /// Check every property and compute the config space; no side effect,
     /// so a refused command line leaves nothing to clean up.
-    fn config_from_properties(&self) -> Result<(Config, Vec<ReservedRegion>)> {
+    #[allow(clippy::type_complexity)]
+    fn config_from_properties(&self) -> Result<(Config, Vec<ReservedRegion>, Vec<BypassDevice>)> {
         let granule =
             Granule::from_qapi(self.granule).ok_or(PropertyError::Granule(self.granule))?;
         let config = Config::new(self.aw_bits, granule, host_page_size(), self.boot_bypass)?;
-        let regions = parse_reserved_regions(&self.reserved_region_entries())?;
-        Ok((config, regions))
+        let regions =
+            parse_reserved_regions(&Self::string_array(self.resv_count, self.resv_entries))?;
+        let bypass =
+            parse_bypass_devices(&Self::string_array(self.bypass_count, self.bypass_entries))?;
+        Ok((config, regions, bypass))
     }
 
     fn realize(&self) -> Result<()> {
-        let (config, regions) = self.config_from_properties()?;
+        let (config, regions, bypass_devices) = self.config_from_properties()?;
         let bus = self
             .primary_bus
             .get()
@@ -215,7 +240,7 @@ impl VirtioIommu {
         self.granule_mask
             .store(granule.wrapping_sub(1), Ordering::Relaxed);
         *self.core.lock().unwrap_or_else(PoisonError::into_inner) = Some(Device::new(
-            DeviceConfig::new(&config, &regions),
+            DeviceConfig::new(&config, &regions).with_bypass_devices(&bypass_devices),
             self.boot_bypass,
         ));
 
@@ -228,6 +253,25 @@ impl VirtioIommu {
         // SAFETY: the bus outlives the IOMMU plugged into it.
         unsafe { bus.as_ref() }.setup_iommu(self);
         Ok(())
+    }
+
+    /// Once machine creation is done (the first system reset comes right
+    /// after every cold-plugged device got its endpoint), make sure every
+    /// `bypass-devices` element named a device: a typo must not leave a
+    /// device translated that the user meant to exempt. QEMU exits then,
+    /// as for any bad command line.
+    fn check_bypass_devices(&self) {
+        if self.bypass_checked.replace(true) {
+            return;
+        }
+        if let Some(Err(e)) = self.with_core(|core| core.check_bypass_devices()) {
+            let err = util::Error::msg(format!("virtio-iommu-rs: {e}"));
+            // SAFETY: error_fatal is QEMU's global "report and exit(1)"
+            // destination; propagating to it does not return.
+            unsafe {
+                err.propagate(&raw mut util::bindings::error_fatal);
+            }
+        }
     }
 
     /// Run `f` on the core, if realized. The lock is never held while
@@ -331,6 +375,7 @@ impl SystemReset for VirtioIommu {
     /// A machine reset restores the `bypass` field the driver may have
     /// changed to the `boot-bypass` property.
     fn system_reset(&self) {
+        self.check_bypass_devices();
         let mut config = self.config.get();
         config.bypass = self.boot_bypass.into();
         self.config.set(config);
@@ -340,10 +385,12 @@ impl SystemReset for VirtioIommu {
 
 impl Drop for VirtioIommu {
     fn drop(&mut self) {
-        // qdev's array property freed the strings but not the array.
-        // SAFETY: the array was allocated with g_malloc by qdev (or is NULL).
+        // qdev's array property freed the strings but not the arrays.
+        // SAFETY: the arrays were allocated with g_malloc by qdev (or are
+        // NULL).
         unsafe {
             glib_sys::g_free(self.resv_entries.cast());
+            glib_sys::g_free(self.bypass_entries.cast());
         }
     }
 }

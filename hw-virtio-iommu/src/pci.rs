@@ -13,12 +13,13 @@ use hwcore::{
     bindings::{qdev_prop_uint32, DeviceCategory, Property},
     DeviceImpl, DevicePropertiesImpl, ResettablePhasesImpl,
 };
-use pci::{PCIDeviceImpl, PCIDeviceMethods};
+use pci::{PCIDevice, PCIDeviceImpl, PCIDeviceMethods};
 use qom::{prelude::*, ObjectImpl, ParentField};
 use util::{ensure, Result};
 use virtio::{
-    bindings::VirtIOPCIProxy as RawProxy, interface, VirtIOPCIProxy, VirtIOPCIProxyMethods,
-    VirtioPCIClass, VirtioPciProxyImpl, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
+    bindings::{VirtIOIOMMUPCIInterfaceClass, VirtIOPCIProxy as RawProxy},
+    interface, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass, VirtioPciProxyImpl,
+    CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
 };
 
 use crate::{device::VirtioIommu, TYPE_VIRTIO_IOMMU_RS};
@@ -58,7 +59,38 @@ impl VirtioIommuPci {
         dc.hotpluggable = false;
         let misc = DeviceCategory::DEVICE_CATEGORY_MISC as usize;
         dc.categories[misc / 64] |= 1 << (misc % 64);
+
+        // The virtio-iommu interface's method, asked by the ACPI VIOT
+        // builder. QOM gives each implementing class its own copy of the
+        // interface class, initialized before this class_init runs; it is
+        // found by casting the class to the interface.
+        // SAFETY: klass is a valid class whose type lists the interface
+        // (INTERFACES below), so the cast returns its
+        // VirtIOIOMMUPCIInterfaceClass, which patch 0004 declares.
+        unsafe {
+            let iface = qom::bindings::object_class_dynamic_cast(
+                std::ptr::from_mut(klass).cast(),
+                TYPE_VIRTIO_IOMMU_PCI_INTERFACE.as_ptr(),
+            )
+            .cast::<VirtIOIOMMUPCIInterfaceClass>();
+            if let Some(iface) = iface.as_mut() {
+                iface.pci_device_bypassed = Some(rust_pci_device_bypassed);
+            }
+        }
     }
+}
+
+/// `VirtIOIOMMUPCIInterfaceClass::pci_device_bypassed`: whether `dev` is
+/// one of the devices `bypass-devices` named, which the VIOT leaves out.
+unsafe extern "C" fn rust_pci_device_bypassed(
+    iommu: *mut qom::bindings::Object,
+    dev: *mut pci::bindings::PCIDevice,
+) -> bool {
+    // SAFETY: the ACPI builder calls this, under the BQL, with an instance
+    // of this type (the one implementing the interface) and a PCI device
+    // plugged into a bus.
+    let (this, dev) = unsafe { (&*iommu.cast::<VirtioIommuPci>(), &*dev.cast::<PCIDevice>()) };
+    this.vdev.pci_device_bypassed(dev)
 }
 
 qom_isa!(VirtioIommuPci: VirtIOPCIProxy, pci::PCIDevice, hwcore::DeviceState, Object);

@@ -12,11 +12,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::bypass::{BypassDevice, PciDeviceRef};
 use crate::config::Config;
 use crate::events::NotifierEvent;
 use crate::fault::FaultQueue;
 use crate::mappings::{InsertError, MapFlags, Mapping, Mappings};
-use crate::properties::ReservedRegion;
+use crate::properties::{PropertyError, ReservedRegion};
 use crate::request::{
     self, Attach, Detach, Map, Probe, Request, Unmap, ATTACH_F_BYPASS, HEAD_SIZE, TAIL_SIZE,
     T_PROBE,
@@ -37,6 +38,8 @@ pub struct DeviceConfig {
     pub probe_size: u32,
     /// The `reserved-regions` property, in the user's order.
     pub reserved_regions: Vec<ReservedRegion>,
+    /// The `bypass-devices` property, in the user's order.
+    pub bypass_devices: Vec<BypassDevice>,
 }
 
 impl DeviceConfig {
@@ -49,7 +52,15 @@ impl DeviceConfig {
             domain_end: config.domain_end,
             probe_size: config.probe_size,
             reserved_regions: reserved_regions.to_vec(),
+            bypass_devices: Vec::new(),
         }
+    }
+
+    /// The same, with the checked `bypass-devices` property.
+    #[must_use]
+    pub fn with_bypass_devices(mut self, devices: &[BypassDevice]) -> Self {
+        self.bypass_devices = devices.to_vec();
+        self
     }
 }
 
@@ -101,6 +112,11 @@ pub struct Device {
     bypass: bool,
     /// Registered endpoints and the domain each is attached to.
     endpoints: BTreeMap<u32, Option<u32>>,
+    /// Endpoints of the devices `bypass-devices` names: not managed by the
+    /// IOMMU (requests see them as unknown) and never translated.
+    unmanaged: BTreeSet<u32>,
+    /// Which `bypass-devices` elements have named a device so far.
+    bypass_matched: Vec<bool>,
     domains: BTreeMap<u32, Domain>,
     faults: FaultQueue,
 }
@@ -111,9 +127,11 @@ impl Device {
     pub fn new(config: DeviceConfig, bypass: bool) -> Self {
         Self {
             resv: reserved::normalize(&config.reserved_regions),
+            bypass_matched: vec![false; config.bypass_devices.len()],
             config,
             bypass,
             endpoints: BTreeMap::new(),
+            unmanaged: BTreeSet::new(),
             domains: BTreeMap::new(),
             faults: FaultQueue::default(),
         }
@@ -140,12 +158,73 @@ impl Device {
         true
     }
 
+    /// Register the endpoint of a PCI device: unmanaged if a
+    /// `bypass-devices` element names the device (see
+    /// [`Self::add_unmanaged_endpoint`]), else managed. Returns whether it
+    /// is unmanaged.
+    pub fn add_pci_endpoint(&mut self, endpoint: u32, device: &PciDeviceRef<'_>) -> bool {
+        let mut named = false;
+        for (element, matched) in self
+            .config
+            .bypass_devices
+            .iter()
+            .zip(self.bypass_matched.iter_mut())
+        {
+            if element.matches(device) {
+                *matched = true;
+                named = true;
+            }
+        }
+        if named {
+            self.add_unmanaged_endpoint(endpoint);
+        } else {
+            self.add_endpoint(endpoint);
+        }
+        named
+    }
+
+    /// Make `endpoint` known as a device the IOMMU does not manage: its
+    /// DMA is never translated whatever `bypass`, domains or resets say,
+    /// and requests naming it are answered as for an unknown endpoint
+    /// (NOENT, as the C device answers for an id it has no device for).
+    /// `false` if it already was. Should a managed endpoint have the same
+    /// id (two devices behind bridges the firmware has not numbered yet),
+    /// the managed one wins until the glue tells them apart.
+    pub fn add_unmanaged_endpoint(&mut self, endpoint: u32) -> bool {
+        self.unmanaged.insert(endpoint)
+    }
+
+    /// Whether `endpoint` is unmanaged (and no managed endpoint shares its
+    /// id).
+    pub fn is_unmanaged(&self, endpoint: u32) -> bool {
+        self.unmanaged.contains(&endpoint) && !self.endpoints.contains_key(&endpoint)
+    }
+
+    /// At start (once every cold-plugged device has its endpoint): the
+    /// first `bypass-devices` element that named no device.
+    pub fn check_bypass_devices(&self) -> Result<(), PropertyError> {
+        match self
+            .bypass_matched
+            .iter()
+            .zip(&self.config.bypass_devices)
+            .enumerate()
+            .find(|(_, (&matched, _))| !matched)
+        {
+            None => Ok(()),
+            Some((index, (_, element))) => Err(PropertyError::BypassDeviceUnmatched {
+                index,
+                text: element.to_string(),
+            }),
+        }
+    }
+
     /// Forget `endpoint`, detaching it first (with the events of a
     /// detach). The C device never forgets an endpoint.
     pub fn remove_endpoint(&mut self, endpoint: u32) -> Vec<NotifierEvent> {
         let mut events = Vec::new();
         self.detach_endpoint(endpoint, &mut events);
         self.endpoints.remove(&endpoint);
+        self.unmanaged.remove(&endpoint);
         events
     }
 
@@ -158,9 +237,13 @@ impl Device {
         self.endpoints.get(&endpoint).copied().flatten()
     }
 
-    /// Whether `endpoint`'s DMA bypasses translation: its domain's kind if
-    /// attached, else the config's `bypass` (spec 5.13.6, "bypass mode").
+    /// Whether `endpoint`'s DMA bypasses translation: always for an
+    /// unmanaged endpoint; else its domain's kind if attached, else the
+    /// config's `bypass` (spec 5.13.6, "bypass mode").
     pub fn endpoint_bypassed(&self, endpoint: u32) -> bool {
+        if self.is_unmanaged(endpoint) {
+            return true;
+        }
         self.endpoint_domain(endpoint)
             .and_then(|d| self.domains.get(&d))
             .map_or(self.bypass, |d| d.bypass)

@@ -26,6 +26,7 @@
     )
 )]
 
+pub mod bypass;
 pub mod config;
 pub mod device;
 pub mod events;
@@ -38,6 +39,7 @@ pub mod reserved;
 pub mod status;
 pub mod translate;
 
+pub use bypass::{BypassDevice, PciDeviceRef};
 pub use device::{Device, DeviceConfig, Reply, Response};
 pub use events::{aligned_blocks, NotifierEvent, Perm};
 pub use fault::{Fault, FaultDelivery, FaultQueue, FaultReason};

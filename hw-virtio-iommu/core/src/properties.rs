@@ -70,6 +70,8 @@ pub enum PropertyError {
     ReservedRegionType { index: usize, kind: u32 },
     ReservedRegionRange { index: usize, start: u64, end: u64 },
     ReservedRegionSyntax { index: usize, text: String },
+    BypassDeviceSyntax { index: usize, text: String },
+    BypassDeviceUnmatched { index: usize, text: String },
 }
 
 impl fmt::Display for PropertyError {
@@ -93,6 +95,18 @@ impl fmt::Display for PropertyError {
                 f,
                 "reserved region {index} '{text}' is not START:END:TYPE \
                  (START and END hexadecimal, TYPE decimal)"
+            ),
+            Self::BypassDeviceSyntax { index, ref text } => write!(
+                f,
+                "bypass-devices element {index} '{text}' is neither a device id \
+                 (a letter, then letters, digits, '-', '.' or '_') nor a PCI address \
+                 BUS:DEV.FN (hexadecimal, DEV up to 1f, FN up to 7, e.g. 00:05.0)"
+            ),
+            Self::BypassDeviceUnmatched { index, ref text } => write!(
+                f,
+                "bypass-devices element {index} '{text}' names no PCI device behind \
+                 this IOMMU when the machine starts (a PCI address names a device \
+                 on a root bus; name devices behind a bridge by their id)"
             ),
         }
     }

@@ -72,6 +72,11 @@ impl Device {
                 address: iova,
             })
         };
+        // Not reached through QEMU (an unmanaged endpoint's address space
+        // never enables the IOMMU region), but the core holds the rule.
+        if self.is_unmanaged(endpoint) {
+            return Translated::Identity;
+        }
         let Some((domain_bypass, mappings)) = self.attachment(endpoint) else {
             // C: an endpoint it has no record of (never attached, or
             // detached) is "not known": reason UNKNOWN, not DOMAIN.

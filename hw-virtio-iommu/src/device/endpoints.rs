@@ -10,11 +10,13 @@ use iommu::{
     EndpointAddressSpace, IOMMUAccessFlags, IOMMUNotifierFlag, IommuRegionOwner, TlbEntry,
     IOMMU_NONE, IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_RO, IOMMU_WO,
 };
-use pci::{bindings::AddressSpace, PCIBus, PciIommu};
+use pci::{bindings::AddressSpace, PCIBus, PCIDevice, PCIDeviceMethods, PciIommu};
 use qom::ObjectType;
 use util::Result;
 use virtio::VirtIODeviceMethods;
-use virtio_iommu_core::{aligned_blocks, Access, FaultDelivery, NotifierEvent, Perm, Translated};
+use virtio_iommu_core::{
+    aligned_blocks, Access, FaultDelivery, NotifierEvent, PciDeviceRef, Perm, Translated,
+};
 
 use super::VirtioIommu;
 use crate::TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION;
@@ -28,6 +30,9 @@ pub(super) struct Endpoint {
     devfn: u8,
     /// The id the core and the IOMMU region know it by.
     id: u32,
+    /// Named by `bypass-devices`: its address space is the bypass alias
+    /// for good, and the core does not manage it.
+    unmanaged: bool,
     space: EndpointAddressSpace,
 }
 
@@ -64,22 +69,52 @@ impl VirtioIommu {
     /// (re)numbered since the last request.
     pub(super) fn sync_endpoints(&self) {
         let mut events = Vec::new();
-        for ep in self.endpoints.borrow_mut().iter_mut() {
+        let mut endpoints = self.endpoints.borrow_mut();
+        let mut changed = false;
+        for ep in endpoints.iter_mut() {
             // SAFETY: buses outlive the devices plugged into them.
             let id = requester_id(unsafe { ep.bus.as_ref() }, ep.devfn);
             if id == ep.id {
                 continue;
             }
-            let bypass = self.with_core(|core| {
-                events.extend(core.remove_endpoint(ep.id));
-                core.add_endpoint(id);
-                core.endpoint_bypassed(id)
-            });
+            changed = true;
+            self.with_core(|core| events.extend(core.remove_endpoint(ep.id)));
             ep.id = id;
             ep.space.set_endpoint(id);
-            ep.space.set_bypass(bypass.unwrap_or(true));
         }
+        if !changed {
+            drop(endpoints);
+            self.apply_events(&events);
+            return;
+        }
+        // Register every endpoint again: before the firmware numbered the
+        // buses, endpoints behind bridges shared ids with those on the
+        // root bus, and removing an old id forgot all of them.
+        for ep in endpoints.iter() {
+            let bypass = self.with_core(|core| {
+                if ep.unmanaged {
+                    core.add_unmanaged_endpoint(ep.id);
+                } else {
+                    core.add_endpoint(ep.id);
+                }
+                core.endpoint_bypassed(ep.id)
+            });
+            // An unmanaged endpoint's space never leaves the bypass alias.
+            ep.space.set_bypass(ep.unmanaged || bypass.unwrap_or(true));
+        }
+        drop(endpoints);
         self.apply_events(&events);
+    }
+
+    /// Whether `dev` is a device this IOMMU was told not to manage
+    /// (`bypass-devices`), for the ACPI VIOT table.
+    pub(crate) fn pci_device_bypassed(&self, dev: &PCIDevice) -> bool {
+        let bus = NonNull::from(dev.bus());
+        let devfn = dev.devfn();
+        self.endpoints
+            .borrow()
+            .iter()
+            .any(|e| e.bus == bus && e.devfn == devfn && e.unmanaged)
     }
 
     /// Pass the core's events on: notifier MAP/UNMAP on the endpoint's
@@ -87,7 +122,14 @@ impl VirtioIommu {
     /// space switches between translation and bypass.
     pub(super) fn apply_events(&self, events: &[NotifierEvent]) {
         let endpoints = self.endpoints.borrow();
-        let space = |id: u32| endpoints.iter().find(|e| e.id == id).map(|e| &e.space);
+        // Unmanaged endpoints are left out: should one share its id with a
+        // managed endpoint (buses not numbered yet), the events are not its.
+        let space = |id: u32| {
+            endpoints
+                .iter()
+                .find(|e| e.id == id && !e.unmanaged)
+                .map(|e| &e.space)
+        };
         for event in events {
             match *event {
                 NotifierEvent::Map {
@@ -169,12 +211,20 @@ impl PciIommu for VirtioIommu {
             return ep.space.as_ptr().cast();
         }
         let id = requester_id(bus, devfn);
-        let bypass = self
+        // A cold-plugged device is on its bus by now; a hot-plugged one is
+        // not yet, so only its address can name it.
+        let qdev_id = bus.device(devfn).and_then(|d| d.qdev_id());
+        let device = PciDeviceRef {
+            id: qdev_id.as_deref(),
+            root_bus: bus.is_root().then(|| bus.bus_num()),
+            devfn,
+        };
+        let (unmanaged, bypass) = self
             .with_core(|core| {
-                core.add_endpoint(id);
-                core.endpoint_bypassed(id)
+                let unmanaged = core.add_pci_endpoint(id, &device);
+                (unmanaged, core.endpoint_bypassed(id))
             })
-            .unwrap_or(true);
+            .unwrap_or((false, true));
         let name = format!("virtio-iommu-rs-{:02x}.{:x}", devfn >> 3, devfn & 7);
         let space = EndpointAddressSpace::new(
             self,
@@ -183,13 +233,14 @@ impl PciIommu for VirtioIommu {
             TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION,
             &name,
             id,
-            bypass,
+            unmanaged || bypass,
         );
         let ptr = space.as_ptr().cast();
         self.endpoints.borrow_mut().push(Endpoint {
             bus: bus_ptr,
             devfn,
             id,
+            unmanaged,
             space,
         });
         ptr

@@ -60,6 +60,19 @@ impl PCIBus {
         let flags = unsafe { (*self.as_ptr()).flags };
         flags & bindings::PCI_BUS_IS_ROOT != 0
     }
+
+    /// The device registered at `devfn` on this bus. A device being
+    /// hot-plugged is registered only at the end of its realize, after it
+    /// got its DMA address space.
+    pub fn device(&self, devfn: u8) -> Option<&PCIDevice> {
+        assert!(bql::is_locked());
+        // SAFETY: devices[] has 256 entries, one per devfn, each NULL or a
+        // device plugged into this bus, which lives as long as its entry.
+        unsafe {
+            let dev = (*self.as_ptr()).devices[usize::from(devfn)];
+            dev.cast::<PCIDevice>().as_ref()
+        }
+    }
 }
 
 /// An interface in a `TypeInfo`'s list.
@@ -163,6 +176,26 @@ where
             let bus = hwcore::bindings::qdev_get_parent_bus(dev.as_mut_ptr().cast());
             assert!(!bus.is_null());
             &*bus.cast::<PCIBus>()
+        }
+    }
+
+    /// The device's slot and function on its bus.
+    fn devfn(&self) -> u8 {
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: a plain field, set when the device was registered on its
+        // bus (0..=255 then) and fixed afterwards.
+        let devfn = unsafe { (*dev.as_ptr()).devfn };
+        u8::try_from(devfn).unwrap_or(0)
+    }
+
+    /// The device's qdev `id=`, if the user gave one.
+    fn qdev_id(&self) -> Option<String> {
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: qdev's id is NULL or a NUL-terminated string owned by
+        // the device, set before realize and kept until it is finalized.
+        unsafe {
+            let id = (*dev.as_ptr()).qdev.id;
+            (!id.is_null()).then(|| std::ffi::CStr::from_ptr(id).to_string_lossy().into_owned())
         }
     }
 

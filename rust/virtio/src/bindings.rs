@@ -26,7 +26,7 @@
 
 use glib_sys::{
     guint, GArray, GByteArray, GHashTable, GHashTableIter, GList, GPollFD, GPtrArray, GSList,
-    GSource, GString,
+    GSource, GString, GTree,
 };
 use hwcore::bindings::{DeviceClass, DeviceState, Property, PropertyInfo};
 use migration::bindings::VMStateDescription;
