@@ -1,6 +1,7 @@
 # virtio-iommu-rs: build QEMU 10.2.2 with the project's Rust crates, test, demo.
 #   make demo    fetch, build, start QEMU with -device virtio-iommu-rs
 #   make check   every test: cargo test, then the qtests (both devices)
+#   make bench   the benchmark: DMA API and device against QEMU's C ones
 # Everything lands in build/ (git-ignored); downloads are cached in
 # ~/.cache/virtio-iommu-rs.
 
@@ -8,7 +9,10 @@ BUILD      ?= $(CURDIR)/build
 QEMU_SRC   := $(BUILD)/qemu-src
 QEMU_BUILD := $(BUILD)/qemu-build
 QEMU       := $(QEMU_BUILD)/qemu-system-x86_64
-QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test virtio-iommu-rs-translate-test
+QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test virtio-iommu-rs-translate-test \
+              virtio-iommu-rs-dma-test
+# Built with the qtests (it uses libqos) but run only by `make bench`.
+BENCH      := virtio-iommu-rs-bench
 # A wrapper with the same name as the emulator (libqtest reads the target
 # from it) that adds Debian's firmware directories.
 QEMU_RUN   := $(BUILD)/bin/qemu-system-x86_64
@@ -56,7 +60,7 @@ $(QEMU_BUILD)/build.ninja: $(QEMU_SRC)/.prepared
 qemu: $(QEMU_BUILD)/build.ninja
 
 build: $(QEMU_BUILD)/build.ninja $(QEMU_RUN)
-	ninja -C $(QEMU_BUILD) -j$(JOBS) qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS))
+	ninja -C $(QEMU_BUILD) -j$(JOBS) qemu-system-x86_64 $(addprefix tests/qtest/,$(QTESTS) $(BENCH))
 
 $(QEMU_RUN): Makefile
 	mkdir -p $(dir $@)
@@ -117,3 +121,14 @@ functional: build guest-image
 
 guest-bench: build guest-image
 	python3 scripts/guest/disk-read-bench.py --qemu $(QEMU_RUN) --guest $(GUEST) $(BENCH_ARGS)
+
+# The benchmark of issue 5 (not part of check): x-dma-test's DMA through the
+# Rust API and through pci_dma_rw, without an IOMMU and behind each device;
+# MAP+UNMAP rate and memory per mapping of both devices; guest disk reads.
+# One table of medians, then one line per target. MAKE_BENCH_ARGS is passed
+# on (scripts/bench.py --help), e.g. MAKE_BENCH_ARGS=--no-guest.
+MAKE_BENCH_ARGS ?=
+.PHONY: bench
+bench: build guest-image
+	python3 scripts/bench.py --qemu $(QEMU_RUN) --guest $(GUEST) \
+		--bench-bin $(QEMU_BUILD)/tests/qtest/$(BENCH) $(MAKE_BENCH_ARGS)

@@ -139,7 +139,12 @@ impl DmaTestDevice {
             .valid_sizes(1, 8)
             .impl_sizes(1, 8)
             .build();
-        MemoryRegion::init_io(&mut uninit_field_mut!(*this, mmio), &OPS, "x-dma-test", BAR_SIZE);
+        MemoryRegion::init_io(
+            &mut uninit_field_mut!(*this, mmio),
+            &OPS,
+            "x-dma-test",
+            BAR_SIZE,
+        );
         uninit_field_mut!(*this, regs).write(BqlCell::new(Regs::default()));
         uninit_field_mut!(*this, buffer).write(BqlRefCell::new(vec![0; BUFFER_SIZE]));
         uninit_field_mut!(*this, dma).write(BqlRefCell::new(None));
@@ -184,7 +189,7 @@ impl DmaTestDevice {
     /// ones at theirs; anything else reads 0).
     fn register(&self, reg: u64) -> u64 {
         let r = self.regs.get();
-        let stats = self.with_dma(|d| d.stats()).unwrap_or_default();
+        let stats = self.with_dma(Dma::stats).unwrap_or_default();
         match reg {
             REG_ID => ID_VALUE,
             REG_SRC => r.src,
@@ -195,7 +200,7 @@ impl DmaTestDevice {
             REG_FAILED => r.failed.into(),
             REG_RESULT => r.result.into(),
             REG_ELAPSED => r.elapsed,
-            REG_MODE => match self.with_dma(|d| d.mode()) {
+            REG_MODE => match self.with_dma(Dma::mode) {
                 Some(Mode::Direct) => 0,
                 Some(Mode::Iommu) => 1,
                 Some(Mode::Off) | None => 2,
@@ -333,7 +338,7 @@ impl DmaTestDevice {
             Command::Map => note(self.map(r.dst, len)),
             Command::MapWrite => note(self.map_write(len)),
             Command::MapRelease => self.release_map(),
-            Command::Replay => r.replayed = self.with_dma(|d| d.replay_count()).unwrap_or(0),
+            Command::Replay => r.replayed = self.with_dma(Dma::replay_count).unwrap_or(0),
         }
         r.elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         r.failed = failed;

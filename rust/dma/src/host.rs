@@ -14,7 +14,7 @@ use system::bindings::{
 };
 
 /// A cached block of a target address space.
-pub(crate) struct HostBlock {
+pub struct HostBlock {
     target_as: *mut AddressSpace,
     /// First target address of the block.
     start: u64,
@@ -30,7 +30,7 @@ pub(crate) struct HostBlock {
 
 impl HostBlock {
     /// Map the block `[start, start + mask]` of `target_as` for `access`.
-    pub(crate) fn new(target_as: *mut AddressSpace, start: u64, mask: u64, access: Access) -> Self {
+    pub fn new(target_as: *mut AddressSpace, start: u64, mask: u64, access: Access) -> Self {
         let mut block = Self {
             target_as,
             start,
@@ -50,8 +50,13 @@ impl HostBlock {
         // takes its references) whatever it returns, so it is destroyed
         // below unless it maps RAM.
         let (mapped, mut cache) = unsafe {
-            let mapped =
-                address_space_cache_init(cache.as_mut_ptr(), self.target_as, self.start, len, write);
+            let mapped = address_space_cache_init(
+                cache.as_mut_ptr(),
+                self.target_as,
+                self.start,
+                len,
+                write,
+            );
             (mapped, cache.assume_init())
         };
         if mapped > 0 && !cache.ptr.is_null() {
@@ -60,26 +65,30 @@ impl HostBlock {
             self.cache = Some(cache);
         } else {
             // SAFETY: initialized above (or left empty on failure).
-            unsafe { address_space_cache_destroy(&mut *cache) };
+            unsafe {
+                address_space_cache_destroy(&mut *cache);
+            }
         }
     }
 
     fn unmap(&mut self) {
         if let Some(mut cache) = self.cache.take() {
             // SAFETY: a cache initialized by map().
-            unsafe { address_space_cache_destroy(&mut *cache) };
+            unsafe {
+                address_space_cache_destroy(&mut *cache);
+            }
         }
         self.len = 0;
     }
 
-    pub(crate) const fn target_as(&self) -> *mut AddressSpace {
+    pub const fn target_as(&self) -> *mut AddressSpace {
         self.target_as
     }
 
     /// Copy the next piece of `t` (which goes to `target`, with `room`
     /// bytes of the block left from there) between host RAM and `buf`.
     /// `None` if the block is not directly accessible for `access`.
-    pub(crate) fn copy(
+    pub fn copy(
         &mut self,
         target: u64,
         room: u64,

@@ -263,7 +263,9 @@ impl Dma {
                 let (_, off, n) = t.take(room);
                 if access == Access::Read {
                     // SAFETY: as above.
-                    unsafe { buf.add(off).write_bytes(0, n) };
+                    unsafe {
+                        buf.add(off).write_bytes(0, n);
+                    }
                 }
                 MEMTX_DECODE_ERROR
             }
@@ -301,8 +303,17 @@ impl Dma {
             }
         };
         let (_, _, target) = Iotlb::<HostBlock>::block_of(&translation, addr);
-        let block = HostBlock::new(target_as, target, translation.addr_mask.min(PAGE_MASK), access);
-        let replaced = self.state.borrow_mut().tlb.insert(&translation, addr, block);
+        let block = HostBlock::new(
+            target_as,
+            target,
+            translation.addr_mask.min(PAGE_MASK),
+            access,
+        );
+        let replaced = self
+            .state
+            .borrow_mut()
+            .tlb
+            .insert(&translation, addr, block);
         drop(replaced);
         Fill::Cached
     }
@@ -432,7 +443,11 @@ impl Dma {
         }
         // SAFETY: as in map_write.
         unsafe {
-            std::ptr::copy_nonoverlapping(map.host.as_ptr().add(offset), out.as_mut_ptr(), out.len());
+            std::ptr::copy_nonoverlapping(
+                map.host.as_ptr().add(offset),
+                out.as_mut_ptr(),
+                out.len(),
+            );
         }
         Ok(())
     }

@@ -17,9 +17,9 @@ use system::{
         address_space_memory, memory_listener_register, memory_listener_unregister,
         memory_region_iommu_attrs_to_index, memory_region_iommu_replay,
         memory_region_register_iommu_notifier, memory_region_unregister_iommu_notifier,
-        AddressSpace, IOMMUMemoryRegion, IOMMUMemoryRegionClass, IOMMUNotifier,
-        IOMMUNotifierFlag, IOMMUTLBEntry, MemoryListener, MemoryRegion, MemoryRegionSection,
-        IOMMU_NOTIFIER_MAP, IOMMU_NOTIFIER_UNMAP, IOMMU_RO, IOMMU_WO,
+        AddressSpace, IOMMUMemoryRegion, IOMMUMemoryRegionClass, IOMMUNotifier, IOMMUNotifierFlag,
+        IOMMUTLBEntry, MemoryListener, MemoryRegion, MemoryRegionSection, IOMMU_NOTIFIER_MAP,
+        IOMMU_NOTIFIER_UNMAP, IOMMU_RO, IOMMU_WO,
     },
     MEMTXATTRS_UNSPECIFIED,
 };
@@ -32,7 +32,7 @@ const LISTENER_PRIORITY: u32 = 20;
 
 /// A memory listener with the handle's callbacks: for the bus-master
 /// address space (`BUS`) or for the address space IOMMUs translate into.
-pub(crate) fn listener<const BUS: bool>(name: &'static CStr) -> MemoryListener {
+pub fn listener<const BUS: bool>(name: &'static CStr) -> MemoryListener {
     // SAFETY: an all-zero MemoryListener is one with no callbacks and
     // unlinked list nodes.
     let mut l: MemoryListener = unsafe { MaybeUninit::zeroed().assume_init() };
@@ -85,7 +85,7 @@ impl Section {
 /// An UNMAP notifier on one IOMMU section. The notifier comes first so
 /// that QEMU's pointer to it is a pointer to the watch.
 #[repr(C)]
-pub(crate) struct Watch {
+pub struct Watch {
     notifier: IOMMUNotifier,
     section: Section,
     /// QEMU accepted the notifier: only then may translations be cached.
@@ -106,7 +106,7 @@ impl Watch {
 
 /// A registered IOMMU region covering an address, to translate with.
 #[derive(Clone, Copy)]
-pub(crate) struct IommuAt {
+pub struct IommuAt {
     iommu: *mut IOMMUMemoryRegion,
     /// Region address minus bus address.
     delta: u64,
@@ -115,7 +115,7 @@ pub(crate) struct IommuAt {
 impl IommuAt {
     /// Ask the IOMMU, as the memory core does on every access: returns the
     /// translation (in bus addresses) and the address space it leads to.
-    pub(crate) fn translate(self, addr: u64, access: Access) -> (Translation, *mut AddressSpace) {
+    pub fn translate(self, addr: u64, access: Access) -> (Translation, *mut AddressSpace) {
         let flag = match access {
             Access::Read => IOMMU_RO,
             Access::Write => IOMMU_WO,
@@ -163,19 +163,22 @@ impl IommuAt {
 
 /// What the listeners know.
 #[derive(Default)]
-pub(crate) struct Topology {
+pub struct Topology {
     /// The bus-master view, as of the last commit that changed it.
     sections: Vec<Section>,
     /// The view being reported between begin and commit.
     pending: Vec<Section>,
     bus_changed: bool,
     target_changed: bool,
+    /// Boxed: QEMU holds pointers to the notifiers, which must not move
+    /// when the vector grows.
+    #[allow(clippy::vec_box)]
     watches: Vec<Box<Watch>>,
 }
 
 impl Topology {
     /// The IOMMU region (with an accepted notifier) covering `addr`.
-    pub(crate) fn iommu_at(&self, addr: u64) -> Option<IommuAt> {
+    pub fn iommu_at(&self, addr: u64) -> Option<IommuAt> {
         self.watches
             .iter()
             .find(|w| w.registered && w.section.first <= addr && addr <= w.section.last)
@@ -224,7 +227,7 @@ unsafe extern "C" fn rust_begin<const BUS: bool>(l: *mut MemoryListener) {
     }
 }
 
-/// region_add and region_nop: a section of the new view.
+/// `region_add` and `region_nop`: a section of the new view.
 unsafe extern "C" fn rust_region_seen<const BUS: bool>(
     l: *mut MemoryListener,
     s: *mut MemoryRegionSection,
@@ -286,7 +289,10 @@ unsafe extern "C" fn rust_unmap_notify(n: *mut IOMMUNotifier, entry: *mut IOMMUT
     let (gone, maps) = {
         let mut state = dma.state.borrow_mut();
         state.stats.unmap_notifications += 1;
-        (state.tlb.invalidate(first, last), state.maps.take_overlapping(first, last))
+        (
+            state.tlb.invalidate(first, last),
+            state.maps.take_overlapping(first, last),
+        )
     };
     drop(gone);
     dma.invalidate_maps(&maps);
@@ -315,7 +321,7 @@ impl Dma {
     /// Register the listeners once the device has a bus-master address
     /// space (from machine-ready on for cold-plugged devices). Registration
     /// replays the current view, so the mode is known on return.
-    pub(crate) fn ensure_registered(&self) {
+    pub fn ensure_registered(&self) {
         if self.registered.get() {
             return;
         }
@@ -330,11 +336,14 @@ impl Dma {
         // unregisters them on drop; both address spaces outlive it.
         unsafe {
             memory_listener_register(self.bus_listener.get(), space);
-            memory_listener_register(self.target_listener.get(), addr_of_mut!(address_space_memory));
+            memory_listener_register(
+                self.target_listener.get(),
+                addr_of_mut!(address_space_memory),
+            );
         }
     }
 
-    pub(crate) fn unregister(&mut self) {
+    pub fn unregister(&mut self) {
         if !self.registered.get() {
             return;
         }
@@ -416,15 +425,16 @@ impl Dma {
         let mut err = std::ptr::null_mut();
         // SAFETY: the notifier is boxed (stable address) and unregistered
         // before the box is dropped (unwatch).
-        let rc = unsafe {
-            memory_region_register_iommu_notifier(section.mr, &mut w.notifier, &mut err)
-        };
+        let rc =
+            unsafe { memory_region_register_iommu_notifier(section.mr, &mut w.notifier, &mut err) };
         if rc == 0 {
             w.registered = true;
         } else {
             // The IOMMU refused: the device still works, uncached.
             // SAFETY: err was set by the failed registration.
-            unsafe { util::bindings::error_free(err.cast()) };
+            unsafe {
+                util::bindings::error_free(err.cast());
+            }
         }
         w
     }
@@ -452,7 +462,8 @@ impl Dma {
             // SAFETY: the notifier lives on this stack frame and is
             // unregistered before it ends.
             unsafe {
-                if memory_region_register_iommu_notifier(section.mr, &mut w.notifier, &mut err) != 0 {
+                if memory_region_register_iommu_notifier(section.mr, &mut w.notifier, &mut err) != 0
+                {
                     util::bindings::error_free(err.cast());
                     continue;
                 }
@@ -475,7 +486,9 @@ unsafe extern "C" fn count_map(n: *mut IOMMUNotifier, _entry: *mut IOMMUTLBEntry
 fn unwatch(w: &mut Watch) {
     if w.registered {
         // SAFETY: registered on this region by Dma::watch.
-        unsafe { memory_region_unregister_iommu_notifier(w.section.mr, &mut w.notifier) };
+        unsafe {
+            memory_region_unregister_iommu_notifier(w.section.mr, &mut w.notifier);
+        }
         w.registered = false;
     }
 }

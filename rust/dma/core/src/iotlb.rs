@@ -124,7 +124,7 @@ impl<P> Iotlb<P> {
         // Fibonacci hashing of the page number: neighbouring pages and
         // pages a power of two apart land in different slots.
         let page = addr >> PAGE_SIZE.trailing_zeros();
-        (page.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+        (page.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> u64::BITS.saturating_sub(self.bits)) as usize
     }
 
     /// The entry serving `access` at `addr`, if cached with the rights the
@@ -140,7 +140,7 @@ impl<P> Iotlb<P> {
         Some(Hit {
             target: e.target | offset,
             // Cannot overflow: offset <= mask < PAGE_SIZE.
-            room: e.mask - offset + 1,
+            room: e.mask.wrapping_sub(offset).wrapping_add(1),
             payload: &mut e.payload,
         })
     }

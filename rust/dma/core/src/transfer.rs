@@ -20,8 +20,8 @@ impl Transfer {
     /// address, so the whole transfer is refused before any byte moves).
     pub fn new(addr: u64, len: usize) -> Option<Self> {
         let len64 = u64::try_from(len).ok()?;
-        if len64 != 0 {
-            addr.checked_add(len64 - 1)?;
+        if let Some(last) = len64.checked_sub(1) {
+            addr.checked_add(last)?;
         }
         Some(Self {
             addr,
