@@ -266,80 +266,60 @@ impl DmaTestDevice {
         }
     }
 
-    /// One transfer of `len` bytes between the buffer and `addr`, by the
-    /// path the driver chose; returns the `MemTxResult`.
-    fn transfer(&self, c_path: bool, addr: u64, len: usize, access: Access) -> u32 {
-        // The buffer is taken out of its cell for the transfer: a DMA to
-        // this device's own BAR must find it (empty) rather than panic.
-        let mut buf = std::mem::take(&mut *self.buffer.borrow_mut());
-        let data = &mut buf[..len];
-        let result = if c_path {
-            // The body of pci_dma_rw(), which is static inline in C:
-            // dma_barrier() then address_space_rw() on the bus-master
-            // address space.
-            fence(Ordering::SeqCst);
-            let dev: &PCIDevice = self.upcast();
-            // SAFETY: the device's bus-master address space is initialized
-            // once the machine is ready (before any MMIO); data is valid
-            // for len bytes.
-            unsafe {
-                address_space_rw(
-                    addr_of_mut!((*dev.as_mut_ptr()).bus_master_as).cast(),
-                    addr,
-                    MEMTXATTRS_UNSPECIFIED,
-                    data.as_mut_ptr().cast(),
-                    len as u64,
-                    access == Access::Write,
-                )
-            }
-        } else {
-            let r = self.with_dma(|d| match access {
-                Access::Read => d.read(addr, data),
-                Access::Write => d.write(addr, data),
-            });
-            match r {
-                Some(Ok(())) => MEMTX_OK,
-                Some(Err(e)) => e.0,
-                None => MEMTX_DECODE_ERROR,
-            }
-        };
-        *self.buffer.borrow_mut() = buf;
-        result
-    }
-
-    fn run(&self, cmd: Command) {
-        let mut r = self.regs.get();
-        let (len, count) = (r.len(), r.count.max(1));
-        let c_path = r.path == 1;
-        let mut failed = 0u32;
-        let mut last = MEMTX_OK;
+    /// `count` transfers of `len` bytes for READ, WRITE or COPY: the
+    /// number that failed and the last failure's `MemTxResult`.
+    ///
+    /// The buffer and the handle are borrowed once for the whole command:
+    /// QEMU refuses a device's DMA into its own MMIO while it handles an
+    /// access (the re-entrancy guard), so nothing can reach them meanwhile,
+    /// and the loop measures the transfers, not the device.
+    fn transfers(&self, cmd: Command, r: &Regs, len: usize, count: u32) -> (u32, u32) {
+        let mut buf = self.buffer.borrow_mut();
+        let data = &mut buf[..len.min(BUFFER_SIZE)];
+        let dma = self.dma.borrow();
+        let dma = if r.path == 1 { None } else { dma.as_deref() };
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: a field of the live device.
+        let bus_master_as = unsafe { addr_of_mut!((*dev.as_mut_ptr()).bus_master_as).cast() };
+        let (mut failed, mut last) = (0, MEMTX_OK);
         let mut note = |res: u32| {
             if res != MEMTX_OK {
                 failed += 1;
                 last = res;
             }
+            res
         };
-        let start = Instant::now();
-        match cmd {
-            Command::Read | Command::Write | Command::Copy => {
-                for _ in 0..count {
-                    if cmd != Command::Write {
-                        let res = self.transfer(c_path, r.src, len, Access::Read);
-                        note(res);
-                        if res != MEMTX_OK && cmd == Command::Copy {
-                            continue;
-                        }
-                    }
-                    if cmd != Command::Read {
-                        note(self.transfer(c_path, r.dst, len, Access::Write));
-                    }
-                }
+        for _ in 0..count {
+            if cmd != Command::Write
+                && note(transfer(dma, bus_master_as, r.src, data, Access::Read)) != MEMTX_OK
+                && cmd == Command::Copy
+            {
+                continue;
             }
-            Command::Map => note(self.map(r.dst, len)),
-            Command::MapWrite => note(self.map_write(len)),
-            Command::MapRelease => self.release_map(),
-            Command::Replay => r.replayed = self.with_dma(Dma::replay_count).unwrap_or(0),
+            if cmd != Command::Read {
+                note(transfer(dma, bus_master_as, r.dst, data, Access::Write));
+            }
         }
+        (failed, last)
+    }
+
+    fn run(&self, cmd: Command) {
+        let mut r = self.regs.get();
+        let (len, count) = (r.len(), r.count.max(1));
+        let start = Instant::now();
+        let (failed, last) = match cmd {
+            Command::Read | Command::Write | Command::Copy => self.transfers(cmd, &r, len, count),
+            Command::Map => failure(self.map(r.dst, len)),
+            Command::MapWrite => failure(self.map_write(len)),
+            Command::MapRelease => {
+                self.release_map();
+                (0, MEMTX_OK)
+            }
+            Command::Replay => {
+                r.replayed = self.with_dma(Dma::replay_count).unwrap_or(0);
+                (0, MEMTX_OK)
+            }
+        };
         r.elapsed = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         r.failed = failed;
         r.result = last;
@@ -382,6 +362,44 @@ impl DmaTestDevice {
         }
         self.map_state.set(MAP_NONE);
     }
+}
+
+/// One transfer between `data` and `addr`: through the Rust API's handle,
+/// or (`dma` is `None`) through the body of `pci_dma_rw()`, which is
+/// static inline in C: `dma_barrier()` then `address_space_rw()` on the
+/// bus-master address space. Returns the `MemTxResult`.
+fn transfer(
+    dma: Option<&Dma>,
+    bus_master_as: *mut system::bindings::AddressSpace,
+    addr: u64,
+    data: &mut [u8],
+    access: Access,
+) -> u32 {
+    if let Some(d) = dma {
+        let r = match access {
+            Access::Read => d.read(addr, data),
+            Access::Write => d.write(addr, data),
+        };
+        return r.err().map_or(MEMTX_OK, |e| e.0);
+    }
+    fence(Ordering::SeqCst);
+    // SAFETY: the bus-master address space is initialized once the machine
+    // is ready (before any MMIO); data is valid for its length.
+    unsafe {
+        address_space_rw(
+            bus_master_as,
+            addr,
+            MEMTXATTRS_UNSPECIFIED,
+            data.as_mut_ptr().cast(),
+            data.len() as u64,
+            access == Access::Write,
+        )
+    }
+}
+
+/// The FAILED and RESULT registers for a single operation's result.
+const fn failure(res: u32) -> (u32, u32) {
+    (if res == MEMTX_OK { 0 } else { 1 }, res)
 }
 
 qom_isa!(DmaTestDevice: PCIDevice, hwcore::DeviceState, Object);

@@ -30,14 +30,13 @@ mod host;
 mod topology;
 
 use std::{
-    cell::UnsafeCell,
+    cell::{Cell, RefCell, UnsafeCell},
     marker::PhantomPinned,
     pin::Pin,
     ptr::{addr_of_mut, NonNull},
     sync::atomic::{fence, Ordering},
 };
 
-use bql::{BqlCell, BqlRefCell};
 use pci::PCIDevice;
 pub use qemu_dma_core::Access;
 use qemu_dma_core::{Iotlb, MapTracker, Perm, Transfer, Translation, PAGE_MASK};
@@ -117,10 +116,19 @@ pub struct Dma {
     dev: NonNull<pci::bindings::PCIDevice>,
     /// The listeners are registered lazily: a cold-plugged device gets its
     /// bus-master address space only when the machine is ready.
-    registered: BqlCell<bool>,
-    state: BqlRefCell<State>,
+    registered: Cell<bool>,
+    /// A plain `RefCell`: every access already runs with the BQL held (a
+    /// `BqlRefCell` would check that again, twice per borrow, on the hot
+    /// path; `rw` asserts it once in debug builds).
+    state: RefCell<State>,
     _pinned: PhantomPinned,
 }
+
+// SAFETY: the handle is only used with the BQL held (asserted by the
+// access paths in debug builds), like the device that owns it; QEMU calls
+// its listeners and notifiers with the BQL held too.
+unsafe impl Send for Dma {}
+unsafe impl Sync for Dma {}
 
 /// A buffer kept mapped by [`Dma::map`].
 #[derive(Debug)]
@@ -155,8 +163,8 @@ impl Dma {
             bus_listener: UnsafeCell::new(topology::listener::<true>(c"dma-bus-master")),
             target_listener: UnsafeCell::new(topology::listener::<false>(c"dma-target")),
             dev: NonNull::new(dev.as_mut_ptr()).expect("PCIDevice"),
-            registered: BqlCell::new(false),
-            state: BqlRefCell::new(State {
+            registered: Cell::new(false),
+            state: RefCell::new(State {
                 mode: Mode::Off,
                 topology: Topology::default(),
                 tlb: Iotlb::new(IOTLB_BITS),
@@ -219,26 +227,33 @@ impl Dma {
     /// and a read fills what failed with zeroes.
     #[inline]
     fn rw(&self, addr: u64, buf: *mut u8, len: usize, access: Access) -> DmaResult {
+        debug_assert!(bql::is_locked());
         self.ensure_registered();
         fence(Ordering::SeqCst);
-        let mode = self.state.borrow().mode;
-        if mode == Mode::Off {
-            return self.slow(self.bus_master_as(), addr, buf, len, access);
-        }
         let Some(mut t) = Transfer::new(addr, len) else {
             return Err(MemTxError(MEMTX_DECODE_ERROR));
         };
         let mut bits = MEMTX_OK;
         while !t.is_done() {
-            bits |= self.piece(&mut t, buf, access, mode);
+            bits |= self.piece(&mut t, buf, access);
         }
         result(bits)
     }
 
     /// Move the next piece of `t`: from the IOTLB when it has the page,
     /// otherwise after filling it.
-    fn piece(&self, t: &mut Transfer, buf: *mut u8, access: Access, mode: Mode) -> u32 {
+    #[inline]
+    fn piece(&self, t: &mut Transfer, buf: *mut u8, access: Access) -> u32 {
         let mut state = self.state.borrow_mut();
+        let mode = state.mode;
+        if mode == Mode::Off {
+            // Bus mastering is off: QEMU's path fails the rest as
+            // pci_dma_rw would.
+            drop(state);
+            let (addr, off, n) = t.take(u64::MAX);
+            // SAFETY: off + n is within the caller's buffer (Transfer).
+            return unsafe { self.slow_piece(self.bus_master_as(), addr, buf.add(off), n, access) };
+        }
         if let Some(hit) = state.tlb.lookup(t.addr, access) {
             let (target, room) = (hit.target, hit.room);
             if let Some(done) = hit.payload.copy(target, room, t, buf, access) {
@@ -343,18 +358,6 @@ impl Dma {
                 access == Access::Write,
             )
         }
-    }
-
-    fn slow(
-        &self,
-        space: *mut AddressSpace,
-        addr: u64,
-        buf: *mut u8,
-        len: usize,
-        access: Access,
-    ) -> DmaResult {
-        // SAFETY: buf comes from a slice of len bytes (read/write).
-        result(unsafe { self.slow_piece(space, addr, buf, len, access) })
     }
 
     /// `dma_memory_map`: map `len` bytes at `addr` for `access` and keep
