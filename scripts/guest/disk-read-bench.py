@@ -15,12 +15,17 @@ use --passes N to see how stable they are.
 
     scripts/guest/disk-read-bench.py [--passes N] [--reads 1M:1024,64K:256,4K:32]
                                      [--qemu PATH] [--guest DIR] [--out DIR]
+                                     [--json FILE]
+
+--json writes every figure (per configuration, block size and pass) to FILE
+as well, for scripts/bench.py (`make bench`), which makes its own table.
 
 The "groups" column is what the guest's endpoints got: a row whose disk is
 in no IOMMU group did not translate its DMA, whatever the device, and its
 figure is not the cost of guest-managed translation."""
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -65,6 +70,7 @@ def main():
     ap.add_argument("--qemu", default=guestvm.DEFAULT_QEMU)
     ap.add_argument("--guest", default=guestvm.DEFAULT_GUEST)
     ap.add_argument("--out", default=os.path.join(guestvm.ROOT, "build", "guest-bench"))
+    ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args()
 
     sizes = [s.split(":")[0] for s in a.reads.split(",")]
@@ -108,6 +114,18 @@ def main():
     other = max(0.0, (host1 - host0) - (ours1 - ours0)) / wall
     print(f"disk-read-bench: {wall:.0f} s; other work on the host meanwhile: "
           f"{other:.2f} cores on average (of {os.cpu_count()})")
+    if a.json:
+        # MB/s per pass, None where a pass has no figure; notes as below.
+        with open(a.json, "w") as f:
+            json.dump({"reads": a.reads, "sizes": sizes, "passes": a.passes,
+                       "wall_s": wall, "host_busy_before": busy,
+                       "other_cores": other,
+                       "configs": [{"name": name, "device": dev, "mode": mode,
+                                    "note": notes.get(name, "-"),
+                                    "MBps": {bs: [table[(name, p)].get(bs)
+                                                  for p in range(a.passes)]
+                                             for bs in sizes}}
+                                   for name, dev, mode in CONFIGS]}, f, indent=1)
     # One row per configuration; per block size the figure of every pass and
     # the mean of the per-pass ratios to "none".
     rows = []
