@@ -268,11 +268,15 @@ def main():
                   [fmt(v, "x") for v in rows[f"vs-bypass-{key}"]])
 
     # -- MAP+UNMAP and memory -----------------------------------------------
-    mu = {}
+    mu = {}         # iommu -> [pairs/s, wall clock]
+    mu_dev = {}     # iommu -> [pairs/s, the device's own time]
     batch = pairs = None
     for kind, r in samples:
         if kind == "mapunmap":
             mu.setdefault(r["iommu"], []).append(r["pairs"] / (r["elapsed_ns"] / 1e9))
+            if r.get("device_ns", 0) > 0:
+                mu_dev.setdefault(r["iommu"], []).append(
+                    r["pairs"] / (r["device_ns"] / 1e9))
             batch, pairs = r["batch"], r["pairs"]
     mem = {}        # iommu -> [sample per rep]
     for kind, r in samples:
@@ -280,9 +284,12 @@ def main():
             mem.setdefault(r["iommu"], []).append(r)
     t.head("IOMMU requests", ["C device", "Rust device", "Rust / C"])
     pc, pr = med(mu.get("c", [])), med(mu.get("rust", []))
-    mu_ratio = ratio(pr, pc)
-    t.row(f"MAP+UNMAP pairs/s (median of {len(mu.get('c', []))})",
-          [fmt(pc), fmt(pr), fmt(mu_ratio, "x")])
+    dc, dr = med(mu_dev.get("c", [])), med(mu_dev.get("rust", []))
+    mu_ratio = ratio(dr, dc)
+    t.row(f"MAP+UNMAP pairs/s, device time (median of {len(mu_dev.get('c', []))})",
+          [fmt(dc), fmt(dr), fmt(mu_ratio, "x")])
+    t.row("  the same, wall clock with the qtest driver",
+          [fmt(pc), fmt(pr), fmt(ratio(pr, pc), "x")])
     def per_mapping(r, before, after):
         return (r[after] - r[before]) * 1024 / r["mappings"]
 
@@ -346,7 +353,8 @@ def main():
     vb = rows["vs-bypass-c"] + rows["vs-bypass-rust"]
     target("iommu-vs-bypass", worst(vb, max), "<=", GOAL_VS_BYPASS,
            "Rust API behind an IOMMU / without, worst of both devices x 4 sizes")
-    target("map-unmap", mu_ratio, ">=", GOAL_MAP_UNMAP, "MAP+UNMAP pairs/s, Rust device / C")
+    target("map-unmap", mu_ratio, ">=", GOAL_MAP_UNMAP,
+           "MAP+UNMAP pairs/s in device time, Rust device / C")
     if guest:
         target("guest-strict", worst(strict, min), ">=", GOAL_GUEST,
                "guest strict-mode read MB/s, Rust / C, worst block size")
@@ -363,7 +371,10 @@ def main():
           + "); ns from "
           "the device's ELAPSED register / COUNT.")
     print(f"MAP+UNMAP: {pairs} distinct 4 KiB IOVAs mapped then unmapped, {batch} requests "
-          "per notify, host wall clock including the qtest driver (same driver for both).")
+          "per notify, same driver for both devices. Device time: under qtest the device "
+          "answers a whole batch inside the notify write, so it is the notifies' duration "
+          "less one qtest round trip each (measured right after each); wall clock adds the "
+          "driver's writes of the requests and reads of the answers.")
     if mem:
         print("bytes per mapping: growth of the QEMU process's RssAnon (anonymous resident "
               "memory) over the MAPs / the number of mappings, a fresh QEMU each time; by "

@@ -295,11 +295,18 @@ impl VirtioIommu {
         let Some(vq) = queues.as_ref().map(|q| &q.request) else {
             return;
         };
+        // Answers are published together, with one notification, once
+        // every available request was handled: a driver that queued a
+        // batch takes one interrupt (and the device writes the used index
+        // once) instead of one per request.
+        let mut answered = 0u32;
         while let Some(elem) = vq.pop() {
-            let request = elem.read(MAX_REQUEST_LEN);
+            let mut request = [0u8; MAX_REQUEST_LEN];
+            let len = elem.read_into(&mut request);
+            let request = request.get(..len).unwrap_or_default();
             let writable = elem.writable_len();
-            let Some(reply) = self.with_core(|core| core.handle_request(&request, writable)) else {
-                return;
+            let Some(reply) = self.with_core(|core| core.handle_request(request, writable)) else {
+                break;
             };
             // Notifiers (vhost, VFIO, DMA caches) hear of an UNMAP before
             // the driver learns it is done.
@@ -307,8 +314,8 @@ impl VirtioIommu {
             match reply.response {
                 Response::Used(bytes) => {
                     let written = elem.write(&bytes);
-                    vq.push(elem, u32::try_from(written).unwrap_or(u32::MAX));
-                    self.notify(vq);
+                    vq.fill(elem, u32::try_from(written).unwrap_or(u32::MAX), answered);
+                    answered += 1;
                 }
                 Response::BadHeadTail => {
                     drop(elem);
@@ -316,6 +323,10 @@ impl VirtioIommu {
                     break;
                 }
             }
+        }
+        if answered > 0 {
+            vq.flush(answered);
+            self.notify(vq);
         }
     }
 

@@ -212,6 +212,16 @@ impl Mappings {
         if start > end {
             return Ok(Vec::new());
         }
+        // The common case (a driver unmapping what it mapped): one mapping
+        // is exactly the range. Mappings do not overlap, so nothing else
+        // can lie inside or straddle either end: one lookup does.
+        if let Some(e) = self.by_start.get(&start) {
+            if e.end() == end {
+                let m = e.mapping(start);
+                self.by_start.remove(&start);
+                return Ok(vec![m]);
+            }
+        }
         // A mapping straddling `start` begins before it...
         if let Some((&s, &e)) = self.by_start.range(..start).next_back() {
             if e.end() >= start {

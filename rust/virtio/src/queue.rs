@@ -54,6 +54,27 @@ impl VirtQueue {
             glib_sys::g_free(elem.elem.as_ptr().cast());
         }
     }
+
+    /// Put `elem` in the used ring as the `index`-th of a batch, with
+    /// `len` bytes written; the driver sees the batch at [`Self::flush`].
+    pub fn fill(&self, elem: VirtQueueElement, len: u32, index: u32) {
+        assert!(bql::is_locked());
+        assert_eq!(elem.vq, self.0, "element filled into another queue");
+        let elem = std::mem::ManuallyDrop::new(elem);
+        // SAFETY: elem was popped from this queue; it is consumed here and
+        // not dropped (ManuallyDrop).
+        unsafe {
+            bindings::virtqueue_fill(self.0.as_ptr(), elem.elem.as_ptr(), len, index);
+            glib_sys::g_free(elem.elem.as_ptr().cast());
+        }
+    }
+
+    /// Publish the `count` elements filled since the last flush.
+    pub fn flush(&self, count: u32) {
+        assert!(bql::is_locked());
+        // SAFETY: the queue is valid; count elements were filled.
+        unsafe { bindings::virtqueue_flush(self.0.as_ptr(), count) }
+    }
 }
 
 impl VirtQueueElement {
@@ -76,16 +97,14 @@ impl VirtQueueElement {
         unsafe { bindings::iov_size(e.in_sg, e.in_num) }
     }
 
-    /// Copy up to `max` bytes from the start of the readable buffers.
-    pub fn read(&self, max: usize) -> Vec<u8> {
+    /// Copy the start of the device-readable part into `buf`; returns the
+    /// number of bytes copied (no allocation, for small fixed requests).
+    pub fn read_into(&self, buf: &mut [u8]) -> usize {
         let e = self.elem();
-        let mut buf = vec![0u8; self.readable_len().min(max)];
         // SAFETY: copies at most buf.len() bytes out of the mapped iovecs.
-        let n = unsafe {
+        unsafe {
             bindings::iov_to_buf_full(e.out_sg, e.out_num, 0, buf.as_mut_ptr().cast(), buf.len())
-        };
-        buf.truncate(n);
-        buf
+        }
     }
 
     /// Copy `data` to the start of the writable buffers; returns how many
