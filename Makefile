@@ -104,7 +104,7 @@ distclean:
 	rm -rf $(BUILD) target
 
 # Guest image, functional tests and the guest disk-read benchmark. check runs
-# the functional matrix: a TCG guest booted 12 times (~1.5 min when every cell
+# the functional matrix: a TCG guest booted 13 times (~1.5 min when every cell
 # passes, ~3 min when cells hang until the guest watchdog).
 #   make guest-image   Debian trixie kernel + own initramfs in build/guest
 #   make functional    the matrix, both devices (FUNCTIONAL_ARGS to narrow it,

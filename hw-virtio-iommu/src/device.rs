@@ -136,29 +136,33 @@ unsafe impl DevicePropertiesImpl for VirtioIommu {
             defval: Property__bindgen_ty_1 { u: 64 },
             ..Zeroable::ZERO
         },
-        Property {
-            name: c"reserved-regions".as_ptr(),
-            info: addr_of!(qdev_prop_array),
-            offset: offset_of!(VirtioIommu, resv_count) as isize,
-            set_default: true,
-            defval: Property__bindgen_ty_1 { u: 0 },
-            arrayinfo: addr_of!(qdev_prop_string),
-            arrayoffset: offset_of!(VirtioIommu, resv_entries) as c_int,
-            arrayfieldsize: size_of::<*mut c_char>() as c_int,
-            ..Zeroable::ZERO
-        },
-        Property {
-            name: c"bypass-devices".as_ptr(),
-            info: addr_of!(qdev_prop_array),
-            offset: offset_of!(VirtioIommu, bypass_count) as isize,
-            set_default: true,
-            defval: Property__bindgen_ty_1 { u: 0 },
-            arrayinfo: addr_of!(qdev_prop_string),
-            arrayoffset: offset_of!(VirtioIommu, bypass_entries) as c_int,
-            arrayfieldsize: size_of::<*mut c_char>() as c_int,
-            ..Zeroable::ZERO
-        },
+        string_array_property(
+            c"reserved-regions",
+            offset_of!(VirtioIommu, resv_count),
+            offset_of!(VirtioIommu, resv_entries),
+        ),
+        string_array_property(
+            c"bypass-devices",
+            offset_of!(VirtioIommu, bypass_count),
+            offset_of!(VirtioIommu, bypass_entries),
+        ),
     ];
+}
+
+/// A qdev array property of strings: a `uint32_t` count at `count` and an
+/// array of `char *` at `entries`, both allocated by qdev.
+const fn string_array_property(name: &'static CStr, count: usize, entries: usize) -> Property {
+    Property {
+        name: name.as_ptr(),
+        info: addr_of!(qdev_prop_array),
+        offset: count as isize,
+        set_default: true,
+        defval: Property__bindgen_ty_1 { u: 0 },
+        arrayinfo: addr_of!(qdev_prop_string),
+        arrayoffset: entries as c_int,
+        arrayfieldsize: size_of::<*mut c_char>() as c_int,
+        ..Zeroable::ZERO
+    }
 }
 
 /// `GRANULE_MODE_HOST` in QAPI's `GranuleMode`.

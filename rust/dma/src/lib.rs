@@ -416,20 +416,31 @@ impl Dma {
         })
     }
 
+    /// Where `len` bytes at `offset` of `map` are in host memory, if the
+    /// map is still live, was made for `access` and holds them.
+    fn map_range(
+        &self,
+        map: &DmaMap,
+        offset: usize,
+        len: usize,
+        access: Access,
+    ) -> DmaResult<*mut u8> {
+        let fits = offset.checked_add(len).is_some_and(|end| end <= map.len);
+        if !self.state.borrow().maps.is_live(map.id) || map.access != access || !fits {
+            return Err(MemTxError(MEMTX_DECODE_ERROR));
+        }
+        // SAFETY: offset <= map.len, within the mapped host range.
+        Ok(unsafe { map.host.as_ptr().add(offset) })
+    }
+
     /// Copy `data` into a map made for writing, at `offset`; fails once
     /// the map was invalidated.
     pub fn map_write(&self, map: &DmaMap, offset: usize, data: &[u8]) -> DmaResult {
-        let state = self.state.borrow();
-        let fits = offset
-            .checked_add(data.len())
-            .is_some_and(|end| end <= map.len);
-        if !state.maps.is_live(map.id) || map.access != Access::Write || !fits {
-            return Err(MemTxError(MEMTX_DECODE_ERROR));
-        }
-        // SAFETY: the host range is mapped for map.len bytes until unmap,
-        // and offset + data.len() <= map.len.
+        let host = self.map_range(map, offset, data.len(), Access::Write)?;
+        // SAFETY: the host range stays mapped until unmap and holds
+        // data.len() bytes from host (map_range).
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), map.host.as_ptr().add(offset), data.len());
+            std::ptr::copy_nonoverlapping(data.as_ptr(), host, data.len());
         }
         Ok(())
     }
@@ -437,20 +448,10 @@ impl Dma {
     /// Copy from a map made for reading, at `offset`; fails once the map
     /// was invalidated.
     pub fn map_read(&self, map: &DmaMap, offset: usize, out: &mut [u8]) -> DmaResult {
-        let state = self.state.borrow();
-        let fits = offset
-            .checked_add(out.len())
-            .is_some_and(|end| end <= map.len);
-        if !state.maps.is_live(map.id) || map.access != Access::Read || !fits {
-            return Err(MemTxError(MEMTX_DECODE_ERROR));
-        }
+        let host = self.map_range(map, offset, out.len(), Access::Read)?;
         // SAFETY: as in map_write.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                map.host.as_ptr().add(offset),
-                out.as_mut_ptr(),
-                out.len(),
-            );
+            std::ptr::copy_nonoverlapping(host, out.as_mut_ptr(), out.len());
         }
         Ok(())
     }
