@@ -39,7 +39,7 @@ use std::{
 
 use pci::PCIDevice;
 pub use qemu_dma_core::Access;
-use qemu_dma_core::{Iotlb, MapTracker, Perm, Transfer, Translation, PAGE_MASK};
+use qemu_dma_core::{Iotlb, MapTracker, Perm, Transfer, Translation, PAGE_MASK, PAGE_SIZE};
 use system::{
     bindings::{
         address_space_map, address_space_rw, address_space_unmap, AddressSpace, MemoryListener,
@@ -90,6 +90,12 @@ pub struct Stats {
 
 /// Entries in the IOTLB: 2^9 pages = 2 MiB of working set.
 const IOTLB_BITS: u32 = 9;
+
+/// Without an IOMMU, a transfer longer than this goes straight to QEMU's
+/// path: the copy dominates it, and `address_space_rw` copies a range of
+/// contiguous RAM at once (and marks it dirty once) where the cache would
+/// go a page at a time. Up to two pages, the cache wins.
+const DIRECT_CACHED_MAX: usize = 2 * PAGE_SIZE as usize;
 
 /// Everything that changes, behind one BQL cell. It is never borrowed
 /// while QEMU is called with something that may call back into the
@@ -233,6 +239,12 @@ impl Dma {
         let Some(mut t) = Transfer::new(addr, len) else {
             return Err(MemTxError(MEMTX_DECODE_ERROR));
         };
+        if len > DIRECT_CACHED_MAX && self.state.borrow().mode == Mode::Direct {
+            // SAFETY: buf is valid for len bytes (read/write).
+            return result(unsafe {
+                self.slow_piece(self.bus_master_as(), addr, buf, len, access)
+            });
+        }
         let mut bits = MEMTX_OK;
         while !t.is_done() {
             bits |= self.piece(&mut t, buf, access);
