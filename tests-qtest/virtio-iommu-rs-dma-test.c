@@ -321,6 +321,54 @@ static void test_direct(const TestCase *tc)
     rig_stop(&r);
 }
 
+/*
+ * Hot-unplug of a device whose handle is registered (listeners) and holds a
+ * persistent map: the handle goes with the device, QEMU goes on, and a new
+ * device in the same slot works.  On pc, whose ACPI PCI hotplug libqos
+ * drives; no IOMMU.
+ */
+#define HP_SLOT 6
+
+static void test_unplug(const TestCase *tc)
+{
+    QTestState *qts = qtest_init("-M pc -nodefaults");
+    QGuestAllocator alloc;
+    QPCIBus *bus;
+    uint8_t data[0x40];
+
+    pc_alloc_init(&alloc, qts, ALLOC_LEAK_ASSERT);
+    bus = qpci_new_pc(qts, &alloc);
+    for (int round = 0; round < 2; round++) {
+        Rig r = { .qts = qts, .bus = bus, .alloc = &alloc };
+
+        qtest_qmp_device_add(qts, "x-dma-test", "dt", "{'addr': '0x06'}");
+        r.dev = qpci_device_find(bus, QPCI_DEVFN(HP_SLOT, 0));
+        g_assert_nonnull(r.dev);
+        r.bar = qpci_iomap(r.dev, 0, NULL);
+        qpci_device_enable(r.dev);
+        rig_ram(&r);
+        g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_DIRECT);
+        pattern(data, sizeof(data), 10 + round);
+        buffer_set(&r, data, sizeof(data));
+        g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, r.ram,
+                                sizeof(data)), ==, 0);
+        assert_ram(&r, 0, 0, sizeof(data), 10 + round);
+        g_assert_cmpuint(dt_run(&r, CMD_MAP, PATH_RUST, 0, r.ram + PAGE,
+                                PAGE), ==, 0);
+        g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_LIVE);
+
+        qpci_iounmap(r.dev, r.bar);
+        g_free(r.dev);
+        qpci_unplug_acpi_device_test(qts, "dt", HP_SLOT);
+        /* QEMU is alive and its memory as the device left it */
+        assert_ram(&r, 0, 0, sizeof(data), 10 + round);
+        guest_free(&alloc, r.ram);
+    }
+    qpci_free_pc(bus);
+    alloc_destroy(&alloc);
+    qtest_quit(qts);
+}
+
 /* ---- cases behind each IOMMU -------------------------------------------- */
 
 static void test_map_copy(const TestCase *tc)
@@ -685,6 +733,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     add_case("/virtio-iommu-rs/dma/no-iommu/direct", NULL, 0,
              CASE_TIMEOUT_US, test_direct);
+    add_case("/virtio-iommu-rs/dma/no-iommu/unplug", NULL, 0,
+             CASE_TIMEOUT_US, test_unplug);
     for (size_t d = 0; d < G_N_ELEMENTS(devices); d++) {
         add_device_cases("/virtio-iommu-rs/dma", devices[d], iommu_cases,
                          G_N_ELEMENTS(iommu_cases), CASE_TIMEOUT_US);

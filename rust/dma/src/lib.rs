@@ -136,7 +136,8 @@ pub struct Dma {
 unsafe impl Send for Dma {}
 unsafe impl Sync for Dma {}
 
-/// A buffer kept mapped by [`Dma::map`].
+/// A buffer kept mapped by [`Dma::map`]. Give it back with [`Dma::unmap`]
+/// before the handle goes: the handle cannot release it for its owner.
 #[derive(Debug)]
 pub struct DmaMap {
     id: u64,
@@ -520,11 +521,15 @@ enum Fill {
 
 impl Drop for Dma {
     fn drop(&mut self) {
-        self.unregister();
-        // Maps still held by the device: QEMU's bounce buffers and MR
-        // references go back.
-        let state = self.state.get_mut();
-        state.callbacks.clear();
-        drop(state.tlb.flush());
+        // Shared from here on: unregistering calls the listeners, which
+        // reach the handle through QEMU's pointers.
+        let this: &Self = self;
+        this.unregister();
+        let (callbacks, blocks) = {
+            let mut state = this.state.borrow_mut();
+            (std::mem::take(&mut state.callbacks), state.tlb.flush())
+        };
+        // The cached host pages give their region references back.
+        drop((callbacks, blocks));
     }
 }

@@ -343,7 +343,11 @@ impl Dma {
         }
     }
 
-    pub fn unregister(&mut self) {
+    /// Unregister the listeners (QEMU then reports every section as
+    /// removed: the view becomes empty, the IOMMU notifiers go) and any
+    /// notifier left. Takes `&self`: the listeners call back into the
+    /// handle meanwhile.
+    pub fn unregister(&self) {
         if !self.registered.get() {
             return;
         }
@@ -352,7 +356,7 @@ impl Dma {
             memory_listener_unregister(self.bus_listener.get());
             memory_listener_unregister(self.target_listener.get());
         }
-        let watches = std::mem::take(&mut self.state.get_mut().topology.watches);
+        let watches = std::mem::take(&mut self.state.borrow_mut().topology.watches);
         for mut w in watches {
             unwatch(&mut w);
         }
