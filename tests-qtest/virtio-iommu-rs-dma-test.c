@@ -6,8 +6,10 @@
  * API or through QEMU's C path (pci_dma_rw).
  *
  * With an IOMMU in front of the device, every case runs once behind QEMU's
- * C virtio-iommu-pci and once behind virtio-iommu-rs: the API must work
- * with any IOMMU.  The cases check that no translation survives the UNMAP
+ * C virtio-iommu-pci and once behind virtio-iommu-rs, and the basic and
+ * differential cases also behind QEMU's intel-iommu (legacy page tables
+ * written by the test, invalidated through the IOTLB registers): the API
+ * must work with any IOMMU.  The cases check that no translation survives the UNMAP
  * that ended it (the API caches translations and host pointers), that a
  * read-only translation never serves a write, that bypass switches and
  * remaps take effect at once, that persistent maps are invalidated by an
@@ -21,6 +23,8 @@
 #include "qemu/osdep.h"
 #include "libqtest.h"
 #include "hw/pci/pci_regs.h"
+#include "hw/i386/intel_iommu.h"
+#include "hw/i386/intel_iommu_internal.h"
 #include "virtio-iommu-rs-queue.h"
 
 /* x-dma-test at 05.0 on q35's root bus: its endpoint id is its devfn */
@@ -71,8 +75,7 @@
 #define MAP_LIVE        1
 #define MAP_INVALIDATED 2
 
-/* MemTxResult of an access that nothing answers (an IOMMU fault) */
-#define MEMTX_DECODE_ERROR 2
+/* MEMTX_DECODE_ERROR (exec/memattrs.h, which intel_iommu.h brings in) */
 
 #define REQ_MAX   64
 #define PAGE      0x1000ULL
@@ -91,8 +94,13 @@
 
 #define CASE_TIMEOUT_US (60 * G_USEC_PER_SEC)
 
+/* The third IOMMU: QEMU's VT-d, programmed through its registers */
+#define INTEL_DEVICE "intel-iommu"
+#define VTD(reg)     (Q35_HOST_BRIDGE_IOMMU_ADDR + (reg))
+#define VTD_DID      1
+
 typedef struct Rig {
-    Iommu iommu;            /* unused without an IOMMU */
+    Iommu iommu;            /* a virtio-iommu's driver, if any */
     QTestState *qts;
     QPCIBus *bus;
     QGuestAllocator *alloc;
@@ -100,6 +108,9 @@ typedef struct Rig {
     QPCIDevice *dev;
     QPCIBar bar;
     uint64_t ram;           /* RAM_SIZE bytes of guest RAM, page-aligned */
+    /* VT-d: root table, context table, 3-level second-level tables */
+    bool intel;
+    uint64_t vtd_root, vtd_ctx, vtd_l3, vtd_l2, vtd_l1;
 } Rig;
 
 static uint8_t send_raw(Iommu *m, const void *req, size_t len)
@@ -208,7 +219,7 @@ static void rig_ram(Rig *r)
 static void rig_start(Rig *r, const char *device, bool boot_bypass)
 {
     memset(r, 0, sizeof(*r));
-    if (device) {
+    if (device && strcmp(device, INTEL_DEVICE) != 0) {
         g_autofree char *props =
             g_strdup_printf(",\"boot-bypass\":%s",
                             boot_bypass ? "true" : "false");
@@ -219,9 +230,12 @@ static void rig_start(Rig *r, const char *device, bool boot_bypass)
         r->bus = r->iommu.bus;
         r->alloc = &r->iommu.alloc;
     } else {
-        r->qts = qtest_init("-M q35 -nodefaults "
-                            "-device x-dma-test,addr=05.0 "
-                            "-device edu,addr=06.0");
+        /* intel-iommu first: devices take their DMA space at realize */
+        r->intel = device && strcmp(device, INTEL_DEVICE) == 0;
+        r->qts = qtest_initf("-M q35 -nodefaults %s "
+                             "-device x-dma-test,addr=05.0 "
+                             "-device edu,addr=06.0",
+                             r->intel ? "-device intel-iommu" : "");
         pc_alloc_init(&r->own_alloc, r->qts, ALLOC_LEAK_ASSERT);
         r->alloc = &r->own_alloc;
         r->bus = qpci_new_pc(r->qts, r->alloc);
@@ -235,6 +249,13 @@ static void rig_stop(Rig *r)
     qpci_iounmap(r->dev, r->bar);
     g_free(r->dev);
     guest_free(r->alloc, r->ram);
+    if (r->intel) {
+        guest_free(r->alloc, r->vtd_root);
+        guest_free(r->alloc, r->vtd_ctx);
+        guest_free(r->alloc, r->vtd_l3);
+        guest_free(r->alloc, r->vtd_l2);
+        guest_free(r->alloc, r->vtd_l1);
+    }
     if (r->iommu.qts) {
         iommu_stop(&r->iommu);
     } else {
@@ -244,17 +265,122 @@ static void rig_stop(Rig *r)
     }
 }
 
+/* ---- VT-d (legacy mode, 39-bit, 3-level second-level tables) ------------ */
+
+static uint64_t vtd_table(Rig *r)
+{
+    uint64_t t = guest_alloc(r->alloc, PAGE);
+
+    g_assert_cmphex(t & (PAGE - 1), ==, 0);
+    qtest_memset(r->qts, t, 0, PAGE);
+    return t;
+}
+
+static void vtd_wait_status(Rig *r, uint32_t bit)
+{
+    gint64 deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
+
+    while (!(qtest_readl(r->qts, VTD(DMAR_GSTS_REG)) & bit)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+}
+
 /*
- * In domain 1, map IOVA pages [first, first + n) to the same RAM pages, one
- * mapping per page so that each can be unmapped on its own (an UNMAP may
+ * Tables mapping nothing yet for the test device (bus 0, DT_DEVFN) in
+ * domain VTD_DID, then DMA remapping on.  IOVA_BASE is 2 MiB-aligned, so
+ * the RAM_PAGES IOVA pages share one last-level table.
+ */
+static void vtd_enable(Rig *r)
+{
+    r->vtd_root = vtd_table(r);
+    r->vtd_ctx = vtd_table(r);
+    r->vtd_l3 = vtd_table(r);
+    r->vtd_l2 = vtd_table(r);
+    r->vtd_l1 = vtd_table(r);
+    qtest_writeq(r->qts, r->vtd_root, r->vtd_ctx | VTD_ROOT_ENTRY_P);
+    qtest_writeq(r->qts, r->vtd_ctx + DT_DEVFN * 16,
+                 r->vtd_l3 | VTD_CONTEXT_ENTRY_P | VTD_CONTEXT_TT_MULTI_LEVEL);
+    /* AW 1: 39-bit, 3 levels */
+    qtest_writeq(r->qts, r->vtd_ctx + DT_DEVFN * 16 + 8, 1 | (VTD_DID << 8));
+    qtest_writeq(r->qts, r->vtd_l3 + ((IOVA_BASE >> 30) & 0x1ff) * 8,
+                 r->vtd_l2 | VTD_SL_R | VTD_SL_W);
+    qtest_writeq(r->qts, r->vtd_l2 + ((IOVA_BASE >> 21) & 0x1ff) * 8,
+                 r->vtd_l1 | VTD_SL_R | VTD_SL_W);
+    qtest_writeq(r->qts, VTD(DMAR_RTADDR_REG), r->vtd_root);
+    qtest_writel(r->qts, VTD(DMAR_GCMD_REG), VTD_GCMD_SRTP);
+    vtd_wait_status(r, VTD_GSTS_RTPS);
+    qtest_writel(r->qts, VTD(DMAR_GCMD_REG), VTD_GCMD_TE);
+    vtd_wait_status(r, VTD_GSTS_TES);
+}
+
+static uint64_t vtd_pte(Rig *r, unsigned page)
+{
+    return r->vtd_l1 + (((IOVA(page) >> 12) & 0x1ff) * 8);
+}
+
+/* A page-selective IOTLB invalidation of one IOVA page, and its end */
+static void vtd_invalidate(Rig *r, unsigned page)
+{
+    gint64 deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
+
+    qtest_writeq(r->qts, VTD(DMAR_IVA_REG), IOVA(page));
+    qtest_writeq(r->qts, VTD(DMAR_IOTLB_REG), VTD_TLB_IVT | VTD_TLB_PSI_FLUSH |
+                 ((uint64_t)VTD_DID << 32));
+    while (qtest_readq(r->qts, VTD(DMAR_IOTLB_REG)) & VTD_TLB_IVT) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+    }
+}
+
+/* ---- map and unmap, whichever the IOMMU ---------------------------------- */
+
+/* Map IOVA page @page to RAM page @to with the virtio-iommu flags @flags */
+static void iommu_map_page(Rig *r, unsigned page, unsigned to, uint32_t flags)
+{
+    if (r->intel) {
+        /* VT-d caches no non-present entry: no invalidation needed */
+        qtest_writeq(r->qts, vtd_pte(r, page),
+                     (r->ram + to * PAGE) | (flags & R ? VTD_SL_R : 0) |
+                     (flags & W ? VTD_SL_W : 0));
+        return;
+    }
+    assert_status(map(&r->iommu, 1, IOVA(page), IOVA(page + 1) - 1,
+                      r->ram + to * PAGE, flags), S_OK);
+}
+
+/* Unmap IOVA pages [first, first + n), each mapped on its own */
+static void iommu_unmap_pages(Rig *r, unsigned first, unsigned n)
+{
+    if (r->intel) {
+        for (unsigned p = first; p < first + n; p++) {
+            qtest_writeq(r->qts, vtd_pte(r, p), 0);
+            vtd_invalidate(r, p);
+        }
+        return;
+    }
+    assert_status(unmap(&r->iommu, 1, IOVA(first), IOVA(first + n) - 1),
+                  S_OK);
+}
+
+/*
+ * Map IOVA pages [first, first + n) to the same RAM pages, one mapping per
+ * page so that each can be unmapped on its own (a virtio-iommu UNMAP may
  * not split a mapping).
  */
 static void map_pages(Rig *r, unsigned first, unsigned n, uint32_t flags)
 {
     for (unsigned p = first; p < first + n; p++) {
-        assert_status(map(&r->iommu, 1, IOVA(p), IOVA(p + 1) - 1,
-                          r->ram + p * PAGE, flags), S_OK);
+        iommu_map_page(r, p, p, flags);
     }
+}
+
+/* Give the test device a translated address space: attach it, or turn on */
+static void iommu_translate_device(Rig *r)
+{
+    if (r->intel) {
+        vtd_enable(r);
+        return;
+    }
+    assert_status(attach(&r->iommu, 1, DT_EP), S_OK);
 }
 
 /* ---- cases without an IOMMU --------------------------------------------- */
@@ -377,7 +503,7 @@ static void test_map_copy(const TestCase *tc)
     uint8_t data[0x180];
 
     rig_start(&r, tc->device, false);
-    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    iommu_translate_device(&r);
     map_pages(&r, 0, 4, RW);
     g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_IOMMU);
 
@@ -415,7 +541,7 @@ static void test_unmap_no_stale(const TestCase *tc)
     uint8_t data[0x100];
 
     rig_start(&r, tc->device, false);
-    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    iommu_translate_device(&r);
     map_pages(&r, 0, 2, RW);
     pattern(data, sizeof(data), 4);
     buffer_set(&r, data, sizeof(data));
@@ -424,7 +550,7 @@ static void test_unmap_no_stale(const TestCase *tc)
     assert_ram(&r, 1, 0x10, sizeof(data), 4);
     g_assert_cmpuint(rd(&r, REG_UNMAPS), ==, 0);
 
-    assert_status(unmap(&r.iommu, 1, IOVA(1), IOVA(2) - 1), S_OK);
+    iommu_unmap_pages(&r, 1, 1);
     g_assert_cmpuint(rd(&r, REG_UNMAPS), >=, 1);
     ram_fill(&r, GUARD);
     for (int path = PATH_RUST; path <= PATH_C; path++) {
@@ -439,11 +565,13 @@ static void test_unmap_no_stale(const TestCase *tc)
     assert_ram(&r, 0, 0, sizeof(data), 4);
 
     /* Detaching the endpoint unmaps everything too */
-    assert_status(detach(&r.iommu, 1, DT_EP), S_OK);
-    ram_fill(&r, GUARD);
-    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0),
-                            sizeof(data)), ==, 1);
-    assert_ram_all(&r, GUARD);
+    if (!r.intel) {
+        assert_status(detach(&r.iommu, 1, DT_EP), S_OK);
+        ram_fill(&r, GUARD);
+        g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0),
+                                sizeof(data)), ==, 1);
+        assert_ram_all(&r, GUARD);
+    }
     rig_stop(&r);
 }
 
@@ -454,7 +582,7 @@ static void test_read_only(const TestCase *tc)
     uint8_t data[0x40], got[0x40];
 
     rig_start(&r, tc->device, false);
-    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    iommu_translate_device(&r);
     map_pages(&r, 0, 1, R);
     pattern(data, sizeof(data), 5);
     qtest_memwrite(r.qts, r.ram + 0x100, data, sizeof(data));
@@ -480,13 +608,12 @@ static void test_remap(const TestCase *tc)
     uint8_t data[0x40];
 
     rig_start(&r, tc->device, false);
-    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    iommu_translate_device(&r);
     map_pages(&r, 0, 1, R);
     g_assert_cmpuint(dt_run(&r, CMD_READ, PATH_RUST, IOVA(0), 0, 8), ==, 0);
-    assert_status(unmap(&r.iommu, 1, IOVA(0), IOVA(1) - 1), S_OK);
+    iommu_unmap_pages(&r, 0, 1);
     /* IOVA page 0 now goes to RAM page 5, writable */
-    assert_status(map(&r.iommu, 1, IOVA(0), IOVA(1) - 1, r.ram + 5 * PAGE,
-                      RW), S_OK);
+    iommu_map_page(&r, 0, 5, RW);
     pattern(data, sizeof(data), 6);
     buffer_set(&r, data, sizeof(data));
     g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0) + 0x20,
@@ -550,7 +677,7 @@ static void test_persistent_map(const TestCase *tc)
     uint8_t data[0x80];
 
     rig_start(&r, tc->device, false);
-    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    iommu_translate_device(&r);
     map_pages(&r, 2, 2, RW);
 
     /* Mapping an unmapped IOVA fails */
@@ -568,12 +695,12 @@ static void test_persistent_map(const TestCase *tc)
 
     /* An UNMAP elsewhere leaves it alone */
     map_pages(&r, 6, 1, RW);
-    assert_status(unmap(&r.iommu, 1, IOVA(6), IOVA(7) - 1), S_OK);
+    iommu_unmap_pages(&r, 6, 1);
     g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_LIVE);
     g_assert_cmpuint(rd(&r, REG_INVALIDATIONS), ==, 0);
 
     /* The UNMAP of its second page invalidates it */
-    assert_status(unmap(&r.iommu, 1, IOVA(3), IOVA(4) - 1), S_OK);
+    iommu_unmap_pages(&r, 3, 1);
     g_assert_cmpuint(rd(&r, REG_MAP_STATE), ==, MAP_INVALIDATED);
     g_assert_cmpuint(rd(&r, REG_INVALIDATIONS), ==, 1);
     ram_fill(&r, GUARD);
@@ -666,7 +793,7 @@ static void test_differential(const TestCase *tc)
     Rig r;
 
     rig_start(&r, tc->device, false);
-    assert_status(attach(&r.iommu, 1, DT_EP), S_OK);
+    iommu_translate_device(&r);
     {
         g_autofree uint8_t *fill = g_malloc(RAM_SIZE);
 
@@ -682,9 +809,8 @@ static void test_differential(const TestCase *tc)
             if (!mapped[page]) {
                 unsigned to = g_rand_int_range(rng, 0, RAM_PAGES);
 
-                assert_status(map(&r.iommu, 1, IOVA(page), IOVA(page + 1) - 1,
-                                  r.ram + to * PAGE,
-                                  perms[g_rand_int_range(rng, 0, 3)]), S_OK);
+                iommu_map_page(&r, page, to,
+                               perms[g_rand_int_range(rng, 0, 3)]);
                 mapped[page] = true;
             }
         } else if (op < 3) {
@@ -692,8 +818,7 @@ static void test_differential(const TestCase *tc)
             unsigned n = g_rand_int_range(rng, 1, 4);
 
             n = MIN(n, RAM_PAGES - page);
-            assert_status(unmap(&r.iommu, 1, IOVA(page), IOVA(page + n) - 1),
-                          S_OK);
+            iommu_unmap_pages(&r, page, n);
             for (unsigned p = page; p < page + n; p++) {
                 mapped[p] = false;
             }
@@ -716,19 +841,25 @@ static void test_differential(const TestCase *tc)
 
 /* ---- registration ------------------------------------------------------- */
 
+/* The cases any IOMMU runs (bypass and replay are virtio-iommu's) */
 static const DeviceCase iommu_cases[] = {
     { "map-copy", test_map_copy },
     { "unmap-no-stale", test_unmap_no_stale },
     { "read-only", test_read_only },
     { "remap", test_remap },
-    { "bypass-switch", test_bypass_switch },
     { "persistent-map", test_persistent_map },
+};
+
+static const DeviceCase virtio_iommu_cases[] = {
+    { "bypass-switch", test_bypass_switch },
     { "replay", test_replay },
 };
 
 int main(int argc, char **argv)
 {
-    static const char *const devices[] = { C_DEVICE, RUST_DEVICE };
+    static const char *const devices[] = {
+        C_DEVICE, RUST_DEVICE, INTEL_DEVICE
+    };
 
     g_test_init(&argc, &argv, NULL);
     add_case("/virtio-iommu-rs/dma/no-iommu/direct", NULL, 0,
@@ -736,9 +867,17 @@ int main(int argc, char **argv)
     add_case("/virtio-iommu-rs/dma/no-iommu/unplug", NULL, 0,
              CASE_TIMEOUT_US, test_unplug);
     for (size_t d = 0; d < G_N_ELEMENTS(devices); d++) {
+        bool virtio = strcmp(devices[d], INTEL_DEVICE) != 0;
+
         add_device_cases("/virtio-iommu-rs/dma", devices[d], iommu_cases,
                          G_N_ELEMENTS(iommu_cases), CASE_TIMEOUT_US);
-        for (unsigned seed = 1; seed <= 4; seed++) {
+        if (virtio) {
+            add_device_cases("/virtio-iommu-rs/dma", devices[d],
+                             virtio_iommu_cases,
+                             G_N_ELEMENTS(virtio_iommu_cases),
+                             CASE_TIMEOUT_US);
+        }
+        for (unsigned seed = 1; seed <= (virtio ? 4 : 2); seed++) {
             g_autofree char *path =
                 g_strdup_printf("/virtio-iommu-rs/dma/%s/differential/%u",
                                 devices[d], seed);
