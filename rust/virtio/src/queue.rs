@@ -83,13 +83,6 @@ impl VirtQueueElement {
         unsafe { self.elem.as_ref() }
     }
 
-    /// Total size of the device-readable (driver-written) buffers.
-    pub fn readable_len(&self) -> usize {
-        let e = self.elem();
-        // SAFETY: out_sg holds out_num iovecs mapped by virtqueue_pop.
-        unsafe { bindings::iov_size(e.out_sg, e.out_num) }
-    }
-
     /// Total size of the device-writable buffers.
     pub fn writable_len(&self) -> usize {
         let e = self.elem();
