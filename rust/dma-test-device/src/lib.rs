@@ -10,7 +10,6 @@ use std::{
     cell::Cell,
     ffi::CStr,
     pin::Pin,
-    ptr::addr_of_mut,
     rc::Rc,
     sync::atomic::{fence, Ordering},
     time::Instant,
@@ -278,9 +277,7 @@ impl DmaTestDevice {
         let data = &mut buf[..len.min(BUFFER_SIZE)];
         let dma = self.dma.borrow();
         let dma = if r.path == 1 { None } else { dma.as_deref() };
-        let dev: &PCIDevice = self.upcast();
-        // SAFETY: a field of the live device.
-        let bus_master_as = unsafe { addr_of_mut!((*dev.as_mut_ptr()).bus_master_as).cast() };
+        let bus_master_as = self.bus_master_as();
         let (mut failed, mut last) = (0, MEMTX_OK);
         let mut note = |res: u32| {
             if res != MEMTX_OK {

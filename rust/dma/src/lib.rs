@@ -33,11 +33,11 @@ use std::{
     cell::{Cell, RefCell, UnsafeCell},
     marker::PhantomPinned,
     pin::Pin,
-    ptr::{addr_of_mut, NonNull},
+    ptr::NonNull,
     sync::atomic::{fence, Ordering},
 };
 
-use pci::PCIDevice;
+use pci::{PCIDevice, PCIDeviceMethods};
 pub use qemu_dma_core::Access;
 use qemu_dma_core::{Iotlb, MapTracker, Perm, Transfer, Translation, PAGE_MASK, PAGE_SIZE};
 use system::{
@@ -119,7 +119,7 @@ pub struct Dma {
     /// Listens to the address space IOMMUs translate into (system memory):
     /// a remapped RAM block invalidates cached host pointers.
     target_listener: UnsafeCell<MemoryListener>,
-    dev: NonNull<pci::bindings::PCIDevice>,
+    dev: NonNull<PCIDevice>,
     /// The listeners are registered lazily: a cold-plugged device gets its
     /// bus-master address space only when the machine is ready.
     registered: Cell<bool>,
@@ -169,7 +169,7 @@ impl Dma {
         Box::pin(Self {
             bus_listener: UnsafeCell::new(topology::listener::<true>(c"dma-bus-master")),
             target_listener: UnsafeCell::new(topology::listener::<false>(c"dma-target")),
-            dev: NonNull::new(dev.as_mut_ptr()).expect("PCIDevice"),
+            dev: NonNull::from(dev),
             registered: Cell::new(false),
             state: RefCell::new(State {
                 mode: Mode::Off,
@@ -184,8 +184,8 @@ impl Dma {
     }
 
     fn bus_master_as(&self) -> *mut AddressSpace {
-        // SAFETY: a field of the live device.
-        unsafe { addr_of_mut!((*self.dev.as_ptr()).bus_master_as).cast() }
+        // SAFETY: the device outlives its handle (Dma::new).
+        unsafe { self.dev.as_ref() }.bus_master_as()
     }
 
     /// How the device reaches memory now.

@@ -58,7 +58,6 @@ struct Section {
 }
 
 impl Section {
-    // SAFETY (callers): sections come from the memory core.
     fn from_c(s: &MemoryRegionSection) -> Self {
         let size = s.size as u128;
         let first = s.offset_within_address_space;
@@ -164,9 +163,7 @@ impl IommuAt {
 /// What the listeners know.
 #[derive(Default)]
 pub struct Topology {
-    /// The bus-master view, as of the last commit that changed it.
-    sections: Vec<Section>,
-    /// The view being reported between begin and commit.
+    /// The bus-master view being reported between begin and commit.
     pending: Vec<Section>,
     bus_changed: bool,
     target_changed: bool,
@@ -187,15 +184,16 @@ impl Topology {
                 delta: w.section.offset_in_region.wrapping_sub(w.section.first),
             })
     }
+}
 
-    fn mode(&self) -> Mode {
-        if self.sections.is_empty() {
-            Mode::Off
-        } else if self.sections.iter().any(Section::is_iommu) {
-            Mode::Iommu
-        } else {
-            Mode::Direct
-        }
+/// How a device whose bus-master view is `sections` reaches memory.
+fn mode_of(sections: &[Section]) -> Mode {
+    if sections.is_empty() {
+        Mode::Off
+    } else if sections.iter().any(Section::is_iommu) {
+        Mode::Iommu
+    } else {
+        Mode::Direct
     }
 }
 
@@ -365,20 +363,20 @@ impl Dma {
 
     /// Commit of the bus-master view.
     fn bus_view_changed(&self) {
-        let (old_mode, new_sections) = {
+        let (old_mode, new_sections, old_watches) = {
             let mut state = self.state.borrow_mut();
             if !state.topology.bus_changed {
                 return;
             }
             let t = &mut state.topology;
-            t.sections = std::mem::take(&mut t.pending);
-            (state.mode, state.topology.sections.clone())
+            let sections = std::mem::take(&mut t.pending);
+            let watches = std::mem::take(&mut t.watches);
+            (state.mode, sections, watches)
         };
 
         // Follow the IOMMU sections: keep the watches of sections that
         // stay, drop the others, watch the new ones. Registration calls
         // the IOMMU (notify_flag_changed), so no borrow is held.
-        let old_watches = std::mem::take(&mut self.state.borrow_mut().topology.watches);
         let (kept, dropped): (Vec<_>, Vec<_>) = old_watches
             .into_iter()
             .partition(|w| new_sections.contains(&w.section));
@@ -401,7 +399,7 @@ impl Dma {
         {
             let mut state = self.state.borrow_mut();
             state.topology.watches = watches;
-            let mode = state.topology.mode();
+            let mode = mode_of(&new_sections);
             state.mode = mode;
             // Whatever was cached may point where the device can no longer
             // go; persistent maps lose their guarantee when the device

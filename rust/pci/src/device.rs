@@ -210,6 +210,17 @@ where
             .is_null()
     }
 
+    /// The device's bus-master address space, where its DMA goes
+    /// (`pci_get_address_space`). Initialized by the PCI core once the
+    /// machine is ready (at realize for hot-plugged devices): until then
+    /// its root is NULL.
+    fn bus_master_as(&self) -> *mut system::bindings::AddressSpace {
+        let dev: &PCIDevice = self.upcast();
+        // SAFETY: the address of a field of the live device; nothing is
+        // read.
+        unsafe { std::ptr::addr_of_mut!((*dev.as_mut_ptr()).bus_master_as).cast() }
+    }
+
     /// Expose `mr` as 32-bit memory BAR `bar`.
     fn register_memory_bar(&self, bar: u8, mr: &system::MemoryRegion) {
         assert!(bql::is_locked());
