@@ -10,7 +10,7 @@
 //! attached to them: ATTACH creates one, and it is freed with its mappings
 //! when its last endpoint leaves, by DETACH or by an ATTACH elsewhere.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::bypass::{BypassDevice, PciDeviceRef};
 use crate::config::Config;
@@ -65,10 +65,24 @@ impl DeviceConfig {
 }
 
 #[derive(Debug)]
-struct Domain {
+pub(crate) struct Domain {
     bypass: bool,
-    endpoints: BTreeSet<u32>,
+    /// Attached endpoints, most recently attached first: the order of the
+    /// C device's `endpoint_list` (ATTACH inserts at its head), which
+    /// migration saves and which orders the events of MAP, UNMAP and reset.
+    endpoints: VecDeque<u32>,
     mappings: Mappings,
+}
+
+impl Domain {
+    /// A domain as migration restores it; `endpoints` in list order.
+    pub(crate) fn new(bypass: bool, endpoints: Vec<u32>, mappings: Mappings) -> Self {
+        Self {
+            bypass,
+            endpoints: endpoints.into(),
+            mappings,
+        }
+    }
 }
 
 /// The answer to one request-queue element.
@@ -281,7 +295,9 @@ impl Device {
         self.domains.get(&id).map(|d| d.bypass)
     }
 
-    /// The endpoints attached to domain `id`, ascending.
+    /// The endpoints attached to domain `id`, most recently attached
+    /// first (the C device's list order, which migration saves); an
+    /// endpoint attached again to the same domain moves to the front.
     pub fn domain_endpoints(&self, id: u32) -> Vec<u32> {
         self.domains
             .get(&id)
@@ -317,16 +333,55 @@ impl Device {
     /// and `bypass` is kept, as it survives a device reset.
     pub fn reset(&mut self) -> Vec<NotifierEvent> {
         let mut events = Vec::new();
+        self.detach_all(&mut events);
+        self.faults.clear();
+        events
+    }
+
+    /// Detach every endpoint (domains ascending, each in list order, as
+    /// the C device destroys its domain tree), which frees every domain.
+    fn detach_all(&mut self, events: &mut Vec<NotifierEvent>) {
         let attached: Vec<u32> = self
             .domains
             .values()
             .flat_map(|d| d.endpoints.iter().copied())
             .collect();
         for endpoint in attached {
-            self.detach_endpoint(endpoint, &mut events);
+            self.detach_endpoint(endpoint, events);
         }
         self.domains.clear();
-        self.faults.clear();
+    }
+
+    /// For migration ([`crate::migration`]): detach everything, then make
+    /// `domains` (checked by the caller: their endpoints are registered,
+    /// each in one domain) the device's domains and `bypass` its config
+    /// bypass. Returns what a notifier user must hear: the detach events,
+    /// an address-space switch for every endpoint, then a replay of the
+    /// mappings of every attached endpoint.
+    pub(crate) fn replace_domains(
+        &mut self,
+        domains: BTreeMap<u32, Domain>,
+        bypass: bool,
+    ) -> Vec<NotifierEvent> {
+        let mut events = Vec::new();
+        self.detach_all(&mut events);
+        for (&id, domain) in &domains {
+            for endpoint in &domain.endpoints {
+                if let Some(slot) = self.endpoints.get_mut(endpoint) {
+                    *slot = Some(id);
+                }
+            }
+        }
+        self.domains = domains;
+        events.extend(self.set_bypass(bypass));
+        let attached: Vec<u32> = self
+            .domains
+            .values()
+            .flat_map(|d| d.endpoints.iter().copied())
+            .collect();
+        for endpoint in attached {
+            events.extend(self.replay(endpoint));
+        }
         events
     }
 
@@ -437,10 +492,12 @@ impl Device {
         self.detach_endpoint(a.endpoint, events);
         let domain = self.domains.entry(a.domain).or_insert_with(|| Domain {
             bypass,
-            endpoints: BTreeSet::new(),
+            endpoints: VecDeque::new(),
             mappings: Mappings::new(),
         });
-        domain.endpoints.insert(a.endpoint);
+        // At the head, as C's QLIST_INSERT_HEAD; the detach above took the
+        // endpoint out of the list if it was already in this domain.
+        domain.endpoints.push_front(a.endpoint);
         self.endpoints.insert(a.endpoint, Some(a.domain));
         events.push(NotifierEvent::SwitchAddressSpace {
             endpoint: a.endpoint,
@@ -483,7 +540,7 @@ impl Device {
                     .iter()
                     .map(|m| NotifierEvent::unmap(endpoint, &m)),
             );
-            domain.endpoints.remove(&endpoint);
+            domain.endpoints.retain(|&e| e != endpoint);
             if domain.endpoints.is_empty() {
                 self.domains.remove(&id);
             }

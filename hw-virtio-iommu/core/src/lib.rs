@@ -10,7 +10,9 @@
 //!
 //! The glue's entry points are [`Device::handle_request`] (request queue),
 //! [`Device::translate`] (IOMMU memory region), [`FaultQueue::deliver`]
-//! (event queue), and the [`NotifierEvent`]s they return.
+//! (event queue), and the [`NotifierEvent`]s they return; for live
+//! migration, [`Device::save_state`], [`load_state`] and
+//! [`Device::restore`].
 
 #![forbid(unsafe_code)]
 // Guest-controlled bytes reach every module: no index, no overflow, no
@@ -33,6 +35,7 @@ pub mod events;
 pub mod fault;
 pub mod features;
 pub mod mappings;
+pub mod migration;
 pub mod properties;
 pub mod request;
 pub mod reserved;
@@ -44,6 +47,7 @@ pub use device::{Device, DeviceConfig, Reply, Response};
 pub use events::{aligned_blocks, NotifierEvent, Perm};
 pub use fault::{Fault, FaultDelivery, FaultQueue, FaultReason};
 pub use mappings::{MapFlags, Mapping, Mappings};
+pub use migration::{load_state, MigrationError, SavedDomain, SavedState, StreamReader};
 pub use request::{decode, DecodeError, Request};
 pub use status::Status;
 pub use translate::{Access, Translated};

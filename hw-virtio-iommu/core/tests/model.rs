@@ -98,7 +98,11 @@ impl Model {
                         maps: vec![],
                     });
                 }
-                self.domain(a.domain).unwrap().endpoints.push(a.endpoint);
+                // Newest first, as C's QLIST_INSERT_HEAD.
+                self.domain(a.domain)
+                    .unwrap()
+                    .endpoints
+                    .insert(0, a.endpoint);
                 *self.ep(a.endpoint).unwrap() = Some(a.domain);
                 Status::Ok
             }
@@ -419,9 +423,7 @@ fn check_state(
     for d in &model.domains {
         prop_assert_eq!(dev.domain_bypass(d.id), Some(d.bypass));
         prop_assert_eq!(dev.mappings(d.id).map(|m| m.len()), Some(d.maps.len()));
-        let mut eps = d.endpoints.clone();
-        eps.sort_unstable();
-        prop_assert_eq!(dev.domain_endpoints(d.id), eps);
+        prop_assert_eq!(dev.domain_endpoints(d.id), d.endpoints.clone());
         // Translation of the probe addresses and every mapping's edges.
         let edges = d.maps.iter().flat_map(|m| {
             [

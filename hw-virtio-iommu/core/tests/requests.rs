@@ -176,7 +176,8 @@ fn attach_to_a_domain_replays_its_mappings() {
             map_ev(2, 0x7000, 0x7fff, 0xd000, W),
         ]
     );
-    assert_eq!(dev.domain_endpoints(1), [1, 2]);
+    // Newest first: C inserts at the head of the domain's list.
+    assert_eq!(dev.domain_endpoints(1), [2, 1]);
     assert_eq!(dev.replay(2), events[1..]);
 }
 
@@ -246,6 +247,24 @@ fn reattach_to_the_same_domain_alone_empties_it_as_in_c() {
             map_ev(1, 0, 0xfff, 0, RW)
         ]
     );
+}
+
+#[test]
+fn domain_endpoints_are_newest_first_as_in_c() {
+    // C's ATTACH inserts at the head of the domain's endpoint list, after
+    // detaching the endpoint: attaching again moves it to the front. The
+    // order is migrated, and orders the events of MAP, UNMAP and reset.
+    let mut dev = device();
+    ok(&mut dev, &attach(1, 2));
+    ok(&mut dev, &attach(1, 1));
+    ok(&mut dev, &attach(1, 3));
+    assert_eq!(dev.domain_endpoints(1), [3, 1, 2]);
+    ok(&mut dev, &attach(1, 2));
+    assert_eq!(dev.domain_endpoints(1), [2, 3, 1]);
+    ok(&mut dev, &detach(1, 3));
+    assert_eq!(dev.domain_endpoints(1), [2, 1]);
+    ok(&mut dev, &attach(1, 3));
+    assert_eq!(dev.domain_endpoints(1), [3, 2, 1]);
 }
 
 #[test]
@@ -392,11 +411,12 @@ fn map_notifies_every_endpoint_of_the_domain() {
     ok(&mut dev, &attach(1, 1));
     ok(&mut dev, &attach(1, 3));
     let events = ok(&mut dev, &map(1, 0x1000, 0x1fff, 0xa000, RW));
+    // In the domain's list order, newest attached first, as in C.
     assert_eq!(
         events,
         [
-            map_ev(1, 0x1000, 0x1fff, 0xa000, RW),
-            map_ev(3, 0x1000, 0x1fff, 0xa000, RW)
+            map_ev(3, 0x1000, 0x1fff, 0xa000, RW),
+            map_ev(1, 0x1000, 0x1fff, 0xa000, RW)
         ]
     );
     let m = dev.lookup(1, 0x1800).unwrap();
@@ -535,11 +555,12 @@ fn unmap_notifies_every_endpoint_for_every_mapping() {
     let events = ok(&mut dev, &unmap(1, 0x800, 0x4800));
     assert_eq!(
         events,
+        // Mapping by mapping, then the domain's list order (newest first).
         [
-            unmap_ev(1, 0x1000, 0x1fff),
             unmap_ev(2, 0x1000, 0x1fff),
-            unmap_ev(1, 0x3000, 0x3fff),
+            unmap_ev(1, 0x1000, 0x1fff),
             unmap_ev(2, 0x3000, 0x3fff),
+            unmap_ev(1, 0x3000, 0x3fff),
         ]
     );
     assert_eq!(dev.mappings(1).unwrap().len(), 1);
@@ -713,13 +734,15 @@ fn reset_detaches_everything() {
     ok(&mut dev, &attach_flags(2, 3, 1));
     ok(&mut dev, &map(1, 0, 0xfff, 0, RW));
     let events = dev.reset();
+    // Domains ascending, each in list order (newest first), as C destroys
+    // its domain tree.
     assert_eq!(
         events,
         [
-            unmap_ev(1, 0, 0xfff),
-            switch_ev(1, true),
             unmap_ev(2, 0, 0xfff),
             switch_ev(2, true),
+            unmap_ev(1, 0, 0xfff),
+            switch_ev(1, true),
             switch_ev(3, true),
         ]
     );
