@@ -1016,6 +1016,82 @@ static void test_bad_head_tail(const TestCase *tc)
     iommu_stop(&m);
 }
 
+/*
+ * A batch whose second chain breaks the device (issue 14): one kick makes
+ * a valid MAP and a chain with only 2 readable bytes available.  The MAP
+ * is carried out, so it must be answered (used index + 1, status OK)
+ * before the bad chain marks the device NEEDS_RESET; after the driver's
+ * reset the mapping is still there (a virtio reset keeps domains), so the
+ * same MAP is INVAL.
+ */
+static void test_answer_before_break(const TestCase *tc)
+{
+    const uint8_t expected = VIRTIO_CONFIG_S_ACKNOWLEDGE |
+        VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
+        VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_NEEDS_RESET;
+    uint8_t req[MAP_LEN], tail[TAIL_SIZE];
+    gint64 deadline;
+    QVirtQueue *vq;
+    uint64_t map_out, map_in, bad_out, bad_in, elem;
+    uint32_t map_head, bad_head;
+    uint16_t before, avail;
+    uint8_t status;
+    Iommu m;
+
+    iommu_start(&m, tc->device);
+    assert_status(attach(&m, 1, EP_A), S_OK);
+
+    vq = m.reqq;
+    vq->free_head = 0;
+    vq->num_free = vq->size;
+    map_out = m.out_area;
+    map_in = m.in_area;
+    bad_out = m.out_area + 0x100;
+    bad_in = m.in_area + 0x100;
+    qtest_memwrite(m.qts, map_out, req, enc_map(req, 1, 0x10000, 0x10fff,
+                                                0x200000, RW));
+    qtest_memset(m.qts, map_in, IN_FILL, TAIL_SIZE);
+    qtest_memset(m.qts, bad_out, VIRTIO_IOMMU_T_MAP, 2);
+    qtest_memset(m.qts, bad_in, IN_FILL, TAIL_SIZE);
+    map_head = qvirtqueue_add(m.qts, vq, map_out, MAP_LEN, false, true);
+    qvirtqueue_add(m.qts, vq, map_in, TAIL_SIZE, true, false);
+    bad_head = qvirtqueue_add(m.qts, vq, bad_out, 2, false, true);
+    qvirtqueue_add(m.qts, vq, bad_in, TAIL_SIZE, true, false);
+
+    /*
+     * The MAP goes into the available ring without a notification; the
+     * kick of the bad chain then makes the device see both at once.
+     */
+    before = used_idx(&m);
+    avail = qtest_readw(m.qts, vq->avail + 2);
+    qtest_writew(m.qts, vq->avail + 4 + 2 * (avail % vq->size), map_head);
+    qvirtqueue_set_avail_idx(m.qts, &m.dev->vdev, vq, avail + 1);
+    qvirtqueue_kick(m.qts, &m.dev->vdev, vq, bad_head);
+
+    deadline = g_get_monotonic_time() + REQUEST_TIMEOUT_US;
+    do {
+        status = iommu_status(m.dev);
+    } while (!(status & VIRTIO_CONFIG_S_NEEDS_RESET) &&
+             g_get_monotonic_time() < deadline);
+    g_assert_cmphex(status, ==, expected);
+
+    /* The MAP was answered, the bad chain was not */
+    g_assert_cmpuint(used_idx(&m), ==, (uint16_t)(before + 1));
+    elem = m.reqq->used + 4 + sizeof(struct vring_used_elem) *
+           (before % vq->size);
+    g_assert_cmpuint(qtest_readl(m.qts, elem), ==, map_head);
+    g_assert_cmpuint(qtest_readl(m.qts, elem + 4), ==, TAIL_SIZE);
+    qtest_memread(m.qts, map_in, tail, TAIL_SIZE);
+    assert_status(tail[0], S_OK);
+    qtest_memread(m.qts, bad_in, tail, TAIL_SIZE);
+    g_assert_cmphex(tail[0], ==, IN_FILL);
+
+    iommu_driver_fini(&m);
+    iommu_driver_init(&m, REQUIRED_FEATURES);
+    assert_status(map(&m, 1, 0x10000, 0x10fff, 0x200000, RW), S_INVAL);
+    iommu_stop(&m);
+}
+
 /* ---- the documented differences, per device ----------------------------- */
 
 /*
@@ -1580,6 +1656,7 @@ static const DeviceCase device_cases[] = {
     { "trailing-bytes", test_trailing_bytes },
     { "split-descriptors", test_split_descriptors },
     { "bad-head-tail", test_bad_head_tail },
+    { "answer-before-break", test_answer_before_break },
     { "difference-unmap-atomic", test_diff_unmap_atomic },
     { "difference-attach-reserved", test_diff_attach_reserved },
     { "difference-map-range", test_diff_map_range },

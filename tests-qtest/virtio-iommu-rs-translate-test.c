@@ -152,6 +152,15 @@ typedef struct DeviceDifferences {
      * uses the mapping holding the address.
      */
     bool last_byte_takes_next_mapping;
+    /*
+     * docs/differences.md, "Bus renumbering": once the guest renumbers the
+     * bus of an attached endpoint, requests naming its old id.  C keeps a
+     * stale bus-number cache, so the old id still names the device (and
+     * its domain lives on), although its DMA is looked up under the new
+     * id; ours forgets the old id as at a hot-unplug (NOENT), with the
+     * domain it was alone in.
+     */
+    uint8_t renumbered_old_id_status;
 } DeviceDifferences;
 
 static const DeviceDifferences c_device = {
@@ -159,6 +168,7 @@ static const DeviceDifferences c_device = {
     .unaligned_keeps_iova_offset = true,
     .translates_byte_before_mapping = true,
     .last_byte_takes_next_mapping = true,
+    .renumbered_old_id_status = S_OK,
 };
 
 static const DeviceDifferences rust_device = {
@@ -166,6 +176,7 @@ static const DeviceDifferences rust_device = {
     .unaligned_keeps_iova_offset = false,
     .translates_byte_before_mapping = false,
     .last_byte_takes_next_mapping = false,
+    .renumbered_old_id_status = S_NOENT,
 };
 
 static const DeviceDifferences *differences(const char *device)
@@ -184,18 +195,20 @@ typedef struct Rig {
     /* The endpoint */
     QPCIDevice *edu;
     QPCIBar edu_bar;
+    uint32_t edu_ep;            /* its endpoint id: its requester id */
     /* RAM_SIZE bytes of guest RAM the DMA goes to and from */
     uint64_t ram;
 } Rig;
 
 static void evt_post(Rig *r, unsigned n);
 
-/* Find edu, map its MMIO BAR and let it master the bus (DMA) */
-static void edu_init(Rig *r)
+/* Find edu at @devfn, map its MMIO BAR and let it master the bus (DMA) */
+static void edu_init(Rig *r, int devfn)
 {
     uint16_t cmd;
 
-    r->edu = qpci_device_find(r->iommu.bus, EDU_DEVFN);
+    r->edu = qpci_device_find(r->iommu.bus, devfn);
+    r->edu_ep = devfn;
     g_assert_nonnull(r->edu);
     g_assert_cmphex(qpci_config_readw(r->edu, PCI_VENDOR_ID), ==,
                     EDU_VENDOR_ID);
@@ -230,7 +243,7 @@ static void rig_start_props(Rig *r, const char *device, bool boot_bypass,
     g_assert_cmphex(r->ram & 0xfff, ==, 0);
     g_assert_cmphex(r->ram + RAM_SIZE, <=, EDU_DMA_LIMIT);
     qtest_memset(r->iommu.qts, r->ram, GUARD_FILL, RAM_SIZE);
-    edu_init(r);
+    edu_init(r, EDU_DEVFN);
     evt_post(r, evt_bufs);
 }
 
@@ -340,7 +353,7 @@ static void expect_fault(Rig *r, uint8_t reason, uint32_t flags,
     }
     g_assert_cmpuint(f.reason, ==, reason);
     g_assert_cmphex(f.flags, ==, flags);
-    g_assert_cmphex(f.endpoint, ==, EDU_EP);
+    g_assert_cmphex(f.endpoint, ==, r->edu_ep);
     g_assert_cmphex(f.address, ==, address);
 }
 
@@ -903,6 +916,111 @@ static void test_bypass_devices(const TestCase *tc)
     rig_stop(&r);
 }
 
+/* ---- bus renumbering ---------------------------------------------------- */
+
+#define RP_DEVFN   QPCI_DEVFN(8, 0)
+#define RP_WINDOW  (2 * 1024 * 1024)    /* holds edu's 1 MiB BAR */
+
+/* Number the root port's secondary bus @bus, as firmware or a guest does */
+static void port_set_bus(QPCIDevice *rp, uint8_t bus)
+{
+    qpci_config_writeb(rp, PCI_PRIMARY_BUS, 0);
+    qpci_config_writeb(rp, PCI_SECONDARY_BUS, bus);
+    qpci_config_writeb(rp, PCI_SUBORDINATE_BUS, bus);
+}
+
+/*
+ * Boot q35 with @device (boot-bypass off) and edu behind a PCIe root port
+ * at 08.0 whose secondary bus is numbered 1, with a memory window for
+ * edu's BAR; returns the root port.
+ */
+static QPCIDevice *rig_start_behind_port(Rig *r, const char *device)
+{
+    g_autofree char *props =
+        g_strdup_printf(",\"boot-bypass\":false%s",
+                        differences(device)->extra_props);
+    QPCIDevice *rp;
+    uint64_t base;
+
+    memset(r, 0, sizeof(*r));
+    iommu_boot(&r->iommu, device, props,
+               "-device pcie-root-port,id=rp0,bus=pcie.0,addr=08.0,chassis=1 "
+               "-device edu,bus=rp0,addr=00.0,id=edu0",
+               REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
+    r->evt_area = guest_alloc(&r->iommu.alloc, EVT_BUFS * EVT_BUF_SIZE);
+    r->ram = guest_alloc(&r->iommu.alloc, RAM_SIZE);
+    qtest_memset(r->iommu.qts, r->ram, GUARD_FILL, RAM_SIZE);
+
+    rp = qpci_device_find(r->iommu.bus, RP_DEVFN);
+    g_assert_nonnull(rp);
+    port_set_bus(rp, 1);
+    base = ROUND_UP(r->iommu.bus->mmio_alloc_ptr, RP_WINDOW);
+    r->iommu.bus->mmio_alloc_ptr = base;
+    qpci_config_writew(rp, PCI_MEMORY_BASE, (base >> 16) & 0xfff0);
+    qpci_config_writew(rp, PCI_MEMORY_LIMIT,
+                       ((base + RP_WINDOW - 1) >> 16) & 0xfff0);
+    qpci_config_writew(rp, PCI_PREF_MEMORY_BASE, 0xfff0);   /* closed */
+    qpci_config_writew(rp, PCI_PREF_MEMORY_LIMIT, 0);
+    qpci_device_enable(rp);
+
+    edu_init(r, (1 << 8) | QPCI_DEVFN(0, 0));
+    evt_post(r, EVT_BUFS);
+    return rp;
+}
+
+/*
+ * Issue 14: the guest renumbers the bus of an attached, mapped endpoint
+ * (secondary bus 1 -> 2: requester id 0x100 -> 0x200).  A device's
+ * endpoint id is its requester id (VIOT and the device tree's iommu-map
+ * describe ids by requester id), so edu's DMA now carries 0x200, which no
+ * ATTACH named: both devices fault it.  The old id is where they differ
+ * (renumbered_old_id_status).  Attached again under its new id, as Linux
+ * does for a device re-probed after a renumbering, edu translates again.
+ */
+static void test_bus_renumbering(const TestCase *tc)
+{
+    const uint32_t old_ep = 0x100, new_ep = 0x200;
+    uint8_t old_id_status = differences(tc->device)->renumbered_old_id_status;
+    QPCIDevice *rp;
+    Rig r;
+
+    rp = rig_start_behind_port(&r, tc->device);
+    g_assert_cmphex(r.edu_ep, ==, old_ep);
+    assert_status(attach(&r.iommu, 1, old_ep), S_OK);
+    assert_status(map(&r.iommu, 1, IOVA_BASE, IOVA_BASE + RAM_SIZE - 1, r.ram,
+                      RW), S_OK);
+    round_trip(&r, IOVA_BASE + 0x100, r.ram + 0x100, IOVA_BASE + 0x2345,
+               r.ram + 0x2345, 0x200, 1);
+    expect_no_fault(&r);
+
+    port_set_bus(rp, 2);
+    g_free(r.edu);
+    r.edu = qpci_device_find(r.iommu.bus, new_ep);
+    g_assert_nonnull(r.edu);
+    r.edu_ep = new_ep;
+
+    assert_status(map(&r.iommu, 1, IOVA_BASE + 0x10000, IOVA_BASE + 0x10fff,
+                      r.ram, RW), old_id_status);
+    assert_status(detach(&r.iommu, 1, old_ep), old_id_status);
+
+    /* edu's DMA under its new id: unknown to both, so it faults */
+    dma_write(&r, IOVA_BASE + 0x1000, 0, 4);
+    expect_fault(&r, VIRTIO_IOMMU_FAULT_R_UNKNOWN, F_ADDRESS,
+                 IOVA_BASE + 0x1000);
+    ram_expect_fill(&r, r.ram + 0x1000, 0x100, GUARD_FILL);
+
+    assert_status(attach(&r.iommu, 1, new_ep), S_OK);
+    assert_status(map(&r.iommu, 1, IOVA_BASE, IOVA_BASE + RAM_SIZE - 1, r.ram,
+                      RW), S_OK);
+    round_trip(&r, IOVA_BASE + 0x400, r.ram + 0x400, IOVA_BASE + 0x3010,
+               r.ram + 0x3010, 0x100, 2);
+    expect_no_fault(&r);
+    assert_status(detach(&r.iommu, 1, new_ep), S_OK);
+
+    g_free(rp);
+    rig_stop(&r);
+}
+
 /* ---- registration ------------------------------------------------------- */
 
 static const DeviceCase device_cases[] = {
@@ -917,6 +1035,7 @@ static const DeviceCase device_cases[] = {
     { "unaligned-map", test_unaligned_map },
     { "difference-before-mapping", test_difference_before_mapping },
     { "difference-adjacent-mappings", test_difference_adjacent_mappings },
+    { "bus-renumbering", test_bus_renumbering },
 };
 
 /* Cases of what only virtio-iommu-rs has */

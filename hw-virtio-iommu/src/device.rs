@@ -299,11 +299,12 @@ impl VirtioIommu {
         let Some(vq) = queues.as_ref().map(|q| &q.request) else {
             return;
         };
-        // Answers are published together, with one notification, once
-        // every available request was handled: a driver that queued a
-        // batch takes one interrupt (and the device writes the used index
-        // once) instead of one per request.
-        let mut answered = 0u32;
+        // Each answer is published (used ring and index) as soon as the
+        // request is carried out: the next pop, or a malformed next chain,
+        // may mark the device broken, after which the virtio core drops
+        // whatever is filled or flushed, and a request carried out must
+        // never go unanswered. The driver is notified once per batch.
+        let mut answered = false;
         while let Some(elem) = vq.pop() {
             let mut request = [0u8; MAX_REQUEST_LEN];
             let len = elem.read_into(&mut request);
@@ -318,8 +319,8 @@ impl VirtioIommu {
             match reply.response {
                 Response::Used(bytes) => {
                     let written = elem.write(&bytes);
-                    vq.fill(elem, u32::try_from(written).unwrap_or(u32::MAX), answered);
-                    answered += 1;
+                    vq.push(elem, u32::try_from(written).unwrap_or(u32::MAX));
+                    answered = true;
                 }
                 Response::BadHeadTail => {
                     drop(elem);
@@ -328,8 +329,7 @@ impl VirtioIommu {
                 }
             }
         }
-        if answered > 0 {
-            vq.flush(answered);
+        if answered {
             self.notify(vq);
         }
     }

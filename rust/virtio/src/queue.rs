@@ -54,27 +54,6 @@ impl VirtQueue {
             glib_sys::g_free(elem.elem.as_ptr().cast());
         }
     }
-
-    /// Put `elem` in the used ring as the `index`-th of a batch, with
-    /// `len` bytes written; the driver sees the batch at [`Self::flush`].
-    pub fn fill(&self, elem: VirtQueueElement, len: u32, index: u32) {
-        assert!(bql::is_locked());
-        assert_eq!(elem.vq, self.0, "element filled into another queue");
-        let elem = std::mem::ManuallyDrop::new(elem);
-        // SAFETY: elem was popped from this queue; it is consumed here and
-        // not dropped (ManuallyDrop).
-        unsafe {
-            bindings::virtqueue_fill(self.0.as_ptr(), elem.elem.as_ptr(), len, index);
-            glib_sys::g_free(elem.elem.as_ptr().cast());
-        }
-    }
-
-    /// Publish the `count` elements filled since the last flush.
-    pub fn flush(&self, count: u32) {
-        assert!(bql::is_locked());
-        // SAFETY: the queue is valid; count elements were filled.
-        unsafe { bindings::virtqueue_flush(self.0.as_ptr(), count) }
-    }
 }
 
 impl VirtQueueElement {
