@@ -10,7 +10,7 @@ QEMU_SRC   := $(BUILD)/qemu-src
 QEMU_BUILD := $(BUILD)/qemu-build
 QEMU       := $(QEMU_BUILD)/qemu-system-x86_64
 QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test virtio-iommu-rs-translate-test \
-              virtio-iommu-rs-dma-test
+              virtio-iommu-rs-dma-test virtio-iommu-rs-migration-test
 # Built with the qtests (it uses libqos) but run only by `make bench`.
 BENCH      := virtio-iommu-rs-bench
 # A wrapper with the same name as the emulator (libqtest reads the target

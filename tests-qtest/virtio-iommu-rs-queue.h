@@ -200,22 +200,33 @@ static inline void iommu_driver_fini(Iommu *m)
 }
 
 /*
- * Boot q35 with @device at IOMMU_DEVFN, its -device JSON members @props
- * (each with a leading comma) added to the common ones, and the rest of
- * the command line in @args; bring the device up as a driver would, and
- * allocate the request areas.
+ * The command line of q35 with @device at IOMMU_DEVFN, its -device JSON
+ * members @props (each with a leading comma) added to the common ones,
+ * and the rest of the command line in @args.
+ */
+static inline char *iommu_cmdline(const char *device, const char *props,
+                                  const char *args)
+{
+    /* JSON -device: reserved-regions is a list; quoted for libqtest's sh */
+    return g_strdup_printf("-M q35 -nodefaults "
+                           "-device '{\"driver\":\"%s\",\"addr\":\"04.0\","
+                           "\"aw-bits\":%d%s}' %s",
+                           device, AW_BITS, props, args);
+}
+
+/*
+ * Boot iommu_cmdline(@device, @props, @args), bring the device up as a
+ * driver would, and allocate the request areas.
  */
 static inline void iommu_boot(Iommu *m, const char *device, const char *props,
                               const char *args, uint64_t required_features,
                               size_t out_size, size_t in_size)
 {
+    g_autofree char *cmdline = iommu_cmdline(device, props, args);
+
     memset(m, 0, sizeof(*m));
     m->device = device;
-    /* JSON -device: reserved-regions is a list; quoted for libqtest's sh */
-    m->qts = qtest_initf("-M q35 -nodefaults "
-                         "-device '{\"driver\":\"%s\",\"addr\":\"04.0\","
-                         "\"aw-bits\":%d%s}' %s",
-                         device, AW_BITS, props, args);
+    m->qts = qtest_init(cmdline);
     /* Every guest allocation must be given back by the end of the case */
     pc_alloc_init(&m->alloc, m->qts, ALLOC_LEAK_ASSERT);
     m->bus = qpci_new_pc(m->qts, &m->alloc);

@@ -22,7 +22,7 @@ use hwcore::{
     DeviceImpl, DevicePropertiesImpl, ResetType, ResettablePhasesImpl,
 };
 use iommu::IommuRegionType;
-use migration::{VMStateDescription, VMStateDescriptionBuilder};
+use migration::VMStateDescription;
 use pci::PCIBus;
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use util::Result;
@@ -43,6 +43,7 @@ use crate::{TYPE_VIRTIO_IOMMU_RS_DEVICE, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION};
 
 mod endpoints;
 use endpoints::Endpoint;
+mod live_migration;
 
 /// Entries in each virtqueue, as in the C device.
 const QUEUE_SIZE: u16 = 256;
@@ -436,16 +437,8 @@ impl ObjectImpl for VirtioIommu {
     const CLASS_INIT: fn(&mut Self::Class) = Self::Class::class_init::<Self>;
 }
 
-/// Migration is not implemented yet: say so instead of silently migrating
-/// a device without its state.
-const VMSTATE_VIRTIO_IOMMU_RS: VMStateDescription<VirtioIommu> =
-    VMStateDescriptionBuilder::<VirtioIommu>::new()
-        .name(c"virtio-iommu-rs")
-        .unmigratable()
-        .build();
-
 impl DeviceImpl for VirtioIommu {
-    const VMSTATE: Option<VMStateDescription<Self>> = Some(VMSTATE_VIRTIO_IOMMU_RS);
+    const VMSTATE: Option<VMStateDescription<Self>> = Some(live_migration::VMSTATE_VIRTIO_IOMMU);
 }
 
 impl ResettablePhasesImpl for VirtioIommu {
@@ -460,4 +453,6 @@ impl VirtioDeviceImpl for VirtioIommu {
     const GET_CONFIG: Option<fn(&Self, &mut [u8])> = Some(Self::get_config);
     const SET_CONFIG: Option<fn(&Self, &[u8])> = Some(Self::set_config);
     const HANDLE_OUTPUT: Option<fn(&Self, u16)> = Some(Self::handle_output);
+    const VIRTIO_VMSTATE: Option<VMStateDescription<Self>> =
+        Some(live_migration::VMSTATE_VIRTIO_IOMMU_DEVICE);
 }

@@ -361,25 +361,25 @@ impl fmt::Display for MigrationError {
                 domain,
             } => {
                 if first_domain == domain {
-                    write!(f, "endpoint {endpoint} is listed twice in domain {domain}")
+                    write!(f, "endpoint {endpoint:#x} is listed twice in domain {domain}")
                 } else {
                     write!(
                         f,
-                        "endpoint {endpoint} is attached to both domain {first_domain} and domain {domain}"
+                        "endpoint {endpoint:#x} is attached to both domain {first_domain} and domain {domain}"
                     )
                 }
             }
             Self::UnknownEndpoint { endpoint, domain } => write!(
                 f,
-                "endpoint {endpoint} (attached to domain {domain}) has no device behind this IOMMU"
+                "endpoint {endpoint:#x} (attached to domain {domain}) has no device behind this IOMMU"
             ),
             Self::UnregisteredEndpoint { endpoint, domain } => write!(
                 f,
-                "endpoint {endpoint} (attached to domain {domain}) is not registered with the device"
+                "endpoint {endpoint:#x} (attached to domain {domain}) is not registered with the device"
             ),
             Self::UnmanagedEndpoint { endpoint, domain } => write!(
                 f,
-                "endpoint {endpoint} (attached to domain {domain}) belongs to a device in bypass-devices here"
+                "endpoint {endpoint:#x} (attached to domain {domain}) belongs to a device in bypass-devices here"
             ),
             Self::DomainOutOfRange { domain, start, end } => write!(
                 f,

@@ -650,7 +650,7 @@ fn endpoints_are_listed_once() {
             domain: 2
         }
     );
-    assert_eq!(e.to_string(), "endpoint 2 is listed twice in domain 2");
+    assert_eq!(e.to_string(), "endpoint 0x2 is listed twice in domain 2");
     let mut raw = base();
     raw.domains[1].endpoints = vec![2, 1];
     let e = err(&raw);
@@ -664,7 +664,7 @@ fn endpoints_are_listed_once() {
     );
     assert_eq!(
         e.to_string(),
-        "endpoint 1 is attached to both domain 1 and domain 2"
+        "endpoint 0x1 is attached to both domain 1 and domain 2"
     );
 }
 
@@ -736,7 +736,7 @@ fn restore_refuses_unknown_endpoints() {
     );
     assert_eq!(
         e.to_string(),
-        "endpoint 3 (attached to domain 2) has no device behind this IOMMU"
+        "endpoint 0x3 (attached to domain 2) has no device behind this IOMMU"
     );
     let mut raw = base();
     raw.domains[1].endpoints.push(4);

@@ -106,6 +106,16 @@ impl VirtioIommu {
         self.apply_events(&events);
     }
 
+    /// The ids of the endpoints the IOMMU manages (not `bypass-devices`).
+    pub(super) fn managed_ids(&self) -> Vec<u32> {
+        self.endpoints
+            .borrow()
+            .iter()
+            .filter(|e| !e.unmanaged)
+            .map(|e| e.id)
+            .collect()
+    }
+
     /// Whether `dev` is a device this IOMMU was told not to manage
     /// (`bypass-devices`), for the ACPI VIOT table.
     pub(crate) fn pci_device_bypassed(&self, dev: &PCIDevice) -> bool {

@@ -29,7 +29,7 @@ use glib_sys::{
     GSource, GString, GTree,
 };
 use hwcore::bindings::{DeviceClass, DeviceState, Property, PropertyInfo};
-use migration::bindings::VMStateDescription;
+use migration::bindings::{JSONWriter, QEMUFile, VMStateDescription, VMStateInfo};
 use pci::bindings::{PCIBus, PCIDevice, PCIDeviceClass};
 use qom::bindings::{Object, ObjectClass};
 use system::bindings::MemoryRegion;

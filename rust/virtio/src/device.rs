@@ -5,11 +5,15 @@
 
 use std::{
     ffi::{c_char, CStr, CString},
-    ptr::NonNull,
+    ptr::{addr_of, NonNull},
 };
 
-use common::Opaque;
+use common::{Opaque, Zeroable};
 use hwcore::{DeviceImpl, DeviceState};
+use migration::{
+    bindings::{VMStateField, VMStateFlags},
+    VMStateDescription,
+};
 use qom::prelude::*;
 use util::{Error, Result};
 
@@ -53,7 +57,21 @@ pub trait VirtioDeviceImpl: DeviceImpl + IsA<VirtIODevice> {
     /// The driver made buffers available on a queue added with a handler:
     /// called with the queue's index.
     const HANDLE_OUTPUT: Option<fn(&Self, u16)> = None;
+    /// The device's own state (`vdc->vmsd`), which the virtio core saves
+    /// and loads after its own (status, features, queues) within the
+    /// [`VMSTATE_VIRTIO_DEVICE`] field of the device's `VMSTATE`.
+    const VIRTIO_VMSTATE: Option<VMStateDescription<Self>> = None;
 }
+
+/// The field of a virtio device's `VMSTATE` (`DeviceImpl::VMSTATE`) that
+/// holds everything the virtio core migrates for it, then its
+/// [`VirtioDeviceImpl::VIRTIO_VMSTATE`]: C's `VMSTATE_VIRTIO_DEVICE`.
+pub const VMSTATE_VIRTIO_DEVICE: VMStateField = VMStateField {
+    name: c"virtio".as_ptr(),
+    info: addr_of!(bindings::virtio_vmstate_info),
+    flags: VMStateFlags::VMS_SINGLE,
+    ..Zeroable::ZERO
+};
 
 unsafe extern "C" fn rust_handle_output<T: VirtioDeviceImpl>(
     vdev: *mut bindings::VirtIODevice,
@@ -161,6 +179,9 @@ impl VirtioDeviceClass {
         }
         if T::SET_CONFIG.is_some() {
             self.set_config = Some(rust_set_config::<T>);
+        }
+        if let Some(ref vmsd) = T::VIRTIO_VMSTATE {
+            self.vmsd = vmsd.as_ref();
         }
         self.parent.class_init::<T>();
     }
