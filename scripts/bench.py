@@ -7,7 +7,9 @@ Two parts, run one after the other:
   - the qtest binary tests/qtest/virtio-iommu-rs-bench (source in
     tests-qtest/virtio-iommu-rs-bench.c, which says what each sample is),
     under -accel qtest: DMA by the x-dma-test device without an IOMMU and
-    behind each IOMMU, MAP+UNMAP request rate, memory per mapping. It
+    behind each IOMMU, MAP+UNMAP request rate, memory per mapping, and the
+    migration of many mappings (the virtio-iommu section's size, and its
+    save and load times from QEMU's vmstate_downtime trace events). It
     prints raw samples; this script takes their medians.
   - scripts/guest/disk-read-bench.py: a TCG Linux guest reading its
     virtio-blk disk with O_DIRECT dd, with no IOMMU and behind each device
@@ -18,6 +20,7 @@ quotient of two figures printed above it, both from this run. The target
 lines are computed from those ratios, nothing else.
 
     scripts/bench.py [--reps N] [--pairs N] [--mappings N] [--memory-reps N]
+                     [--migration-mappings N] [--migration-reps N]
                      [--guest-passes N] [--guest-reads BS:MIB,...] [--no-guest]
                      [--report-only] [--qemu PATH] [--bench-bin PATH] [--guest DIR]
 
@@ -91,7 +94,9 @@ def run_qtest(a):
                VIOMMU_BENCH_COUNT_SCALE=str(a.count_scale),
                VIOMMU_BENCH_PAIRS=str(a.pairs),
                VIOMMU_BENCH_MAPPINGS=str(a.mappings),
-               VIOMMU_BENCH_MEMORY_REPS=str(a.memory_reps))
+               VIOMMU_BENCH_MEMORY_REPS=str(a.memory_reps),
+               VIOMMU_BENCH_MIGRATION_MAPPINGS=str(a.migration_mappings),
+               VIOMMU_BENCH_MIGRATION_REPS=str(a.migration_reps))
     t0 = time.monotonic()
     host0, steal0, ours0 = cpu_seconds()
     p = subprocess.run([a.bench_bin, "--tap", "-k"], env=env, text=True,
@@ -212,6 +217,10 @@ def main():
                     help="mappings for the memory figure")
     ap.add_argument("--memory-reps", type=int, default=3,
                     help="fresh QEMUs per device for the memory figure")
+    ap.add_argument("--migration-mappings", type=int, default=100000,
+                    help="mappings for the migration figures")
+    ap.add_argument("--migration-reps", type=int, default=3,
+                    help="migrations per device for the migration figures")
     ap.add_argument("--guest-passes", type=int, default=3)
     ap.add_argument("--guest-reads", default="1M:128,64K:64,4K:16",
                     help="BS:MiB,... read by the guest per configuration")
@@ -313,6 +322,21 @@ def main():
           [fmt(map_rate.get("c")), fmt(map_rate.get("rust")),
            fmt(ratio(map_rate.get("rust"), map_rate.get("c")), "x")])
 
+    # -- migration -----------------------------------------------------------
+    mig = {}        # iommu -> [sample per rep]
+    for kind, r in samples:
+        if kind == "migration":
+            mig.setdefault(r["iommu"], []).append(r)
+    if mig:
+        n = mig[next(iter(mig))][0]["mappings"]
+        t.head(f"migration at {n:,} mappings (median of {len(mig.get('c', []))})",
+               ["C device", "Rust device", "Rust / C"])
+        for key, label in (("section_bytes", "virtio-iommu section, bytes"),
+                           ("save_us", "save, us (VM stopped)"),
+                           ("load_us", "load, us")):
+            c_, r_ = (med([x[key] for x in mig.get(k, [])]) for k in ("c", "rust"))
+            t.row(label, [fmt(c_), fmt(r_), fmt(ratio(r_, c_), "x")])
+
     # -- guest --------------------------------------------------------------
     gfig = {}
     strict = lazy = None
@@ -379,6 +403,11 @@ def main():
           "answers a whole batch inside the notify write, so it is the notifies' duration "
           "less one qtest round trip each (measured right after each); wall clock adds the "
           "driver's writes of the requests and reads of the answers.")
+    if mig:
+        print("migration: the MAPs of the memory figure's kind, then migrate to a file and "
+              "load it into a new QEMU with the same IOMMU; save and load are QEMU's "
+              "vmstate_downtime_save/_load trace events for the virtio-iommu section (the "
+              "time it adds to the downtime).")
     if mem:
         print("bytes per mapping: growth of the QEMU process's RssAnon (anonymous resident "
               "memory) over the MAPs / the number of mappings, a fresh QEMU each time; by "

@@ -38,6 +38,7 @@
 #include "hw/pci/pci_regs.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "virtio-iommu-rs-queue.h"
+#include "virtio-iommu-rs-stream.h"
 
 /* ---- the machines ------------------------------------------------------- */
 
@@ -686,11 +687,96 @@ static void bench_memory(void)
     }
 }
 
+/* ---- migration at many mappings ----------------------------------------- */
+
+/* Have @qts log trace event @event (QEMU's log backend) to the file @log */
+static void trace_to(QTestState *qts, const char *event, const char *log)
+{
+    g_free(qtest_hmp(qts, "logfile %s", log));
+    qtest_qmp_assert_success(qts, "{'execute':'trace-event-set-state',"
+                             "'arguments':{'name':%s,'enable':true}}", event);
+}
+
+/*
+ * The time in microseconds that QEMU's vmstate_downtime_save or _load
+ * trace event in @log gives the virtio-iommu section: the time it spent
+ * saving or loading it while the VM is stopped.
+ */
+static int64_t section_downtime(const char *log)
+{
+    g_autofree char *text = NULL;
+    g_auto(GStrv) lines = NULL;
+
+    g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    for (char **l = lines; *l; l++) {
+        const char *d = strstr(*l, " downtime=");
+
+        if (strstr(*l, "idstr=0000:00:04.0/virtio-iommu ") && d) {
+            return g_ascii_strtoll(d + strlen(" downtime="), NULL, 10);
+        }
+    }
+    g_error("no downtime of the virtio-iommu section in %s", log);
+}
+
+/*
+ * @n mappings on @machine's IOMMU, saved to a file and loaded by a new
+ * QEMU with the same IOMMU: the section's size, and its save and load
+ * times from QEMU's own downtime trace events.
+ */
+static void migration_once(Machine mc, unsigned rep, unsigned n)
+{
+    const char *device = machine_device[mc];
+    g_autofree char *path = stream_path();
+    g_autofree char *save_log = stream_path();
+    g_autofree char *load_log = stream_path();
+    g_autofree char *cmdline =
+        iommu_cmdline(device, extra_props(device),
+                      "-device edu,addr=05.0 -incoming defer");
+    g_autofree uint8_t *buf = NULL;
+    size_t len, start, size;
+    QTestState *dst;
+    Rig r;
+
+    req_rig_start(&r, mc);
+    map_many(&r, 0, n);
+    trace_to(r.qts, "vmstate_downtime_save", save_log);
+    save_to(r.qts, path);
+    g_assert_true(g_file_get_contents(path, (char **)&buf, &len, NULL));
+    find_section(buf, len, &start, &size);
+
+    dst = qtest_init(cmdline);
+    trace_to(dst, "vmstate_downtime_load", load_log);
+    g_assert_true(load_into(dst, path));
+    printf("BENCH migration iommu=%s rep=%u mappings=%u section_bytes=%zu "
+           "save_us=%" PRId64 " load_us=%" PRId64 "\n", machine_key[mc], rep,
+           n, size, section_downtime(save_log), section_downtime(load_log));
+    fflush(stdout);
+    qtest_quit(dst);
+    unlink(path);
+    unlink(save_log);
+    unlink(load_log);
+    rig_stop(&r);
+}
+
+static void bench_migration(void)
+{
+    unsigned n = env_uint("VIOMMU_BENCH_MIGRATION_MAPPINGS", 100000);
+    unsigned reps = env_uint("VIOMMU_BENCH_MIGRATION_REPS", 3);
+
+    for (unsigned rep = 0; rep < reps; rep++) {
+        for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+            migration_once(mc, rep, n);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/virtio-iommu-rs-bench/dma", bench_dma);
     qtest_add_func("/virtio-iommu-rs-bench/map-unmap", bench_map_unmap);
     qtest_add_func("/virtio-iommu-rs-bench/memory", bench_memory);
+    qtest_add_func("/virtio-iommu-rs-bench/migration", bench_migration);
     return g_test_run();
 }

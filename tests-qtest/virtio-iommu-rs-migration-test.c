@@ -22,9 +22,9 @@
 
 #include "qemu/osdep.h"
 #include "libqtest.h"
-#include "qobject/qdict.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "virtio-iommu-rs-edu.h"
+#include "virtio-iommu-rs-stream.h"
 
 #define EP_B       QPCI_DEVFN(6, 0)     /* pci-testdev */
 #define EP_C       QPCI_DEVFN(7, 0)     /* pci-testdev */
@@ -43,7 +43,6 @@
      BIT_ULL(VIRTIO_IOMMU_F_BYPASS_CONFIG))
 
 #define CASE_TIMEOUT_US     (90 * G_USEC_PER_SEC)
-#define MIGRATE_TIMEOUT_US  (60 * G_USEC_PER_SEC)
 
 /* The two mappings of domain 1: read-write, then read-only */
 #define RW_IOVA    IOVA_BASE
@@ -136,53 +135,6 @@ static void set_up_state(Rig *r)
 
 /* ---- migration ----------------------------------------------------------- */
 
-static char *stream_path(void)
-{
-    g_autoptr(GError) err = NULL;
-    char *path;
-    int fd = g_file_open_tmp("virtio-iommu-rs-migration-XXXXXX", &path, &err);
-
-    g_assert_no_error(err);
-    close(fd);
-    return path;
-}
-
-/* Wait for @qts's migration (outgoing or incoming) to end: its status */
-static char *wait_migration(QTestState *qts)
-{
-    gint64 deadline = g_get_monotonic_time() + MIGRATE_TIMEOUT_US;
-
-    for (;;) {
-        QDict *rsp = qtest_qmp_assert_success_ref(qts,
-                                                  "{'execute':'query-migrate'}");
-        const char *status = qdict_get_try_str(rsp, "status");
-        char *result = NULL;
-
-        if (status && (strcmp(status, "completed") == 0 ||
-                       strcmp(status, "failed") == 0)) {
-            result = g_strdup(status);
-        }
-        qobject_unref(rsp);
-        if (result) {
-            return result;
-        }
-        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
-        g_usleep(10 * 1000);
-    }
-}
-
-/* Save @qts's whole state to the file @path */
-static void save_to(QTestState *qts, const char *path)
-{
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
-    g_autofree char *status = NULL;
-
-    qtest_qmp_assert_success(qts, "{'execute':'migrate',"
-                             "'arguments':{'uri':%s}}", uri);
-    status = wait_migration(qts);
-    g_assert_cmpstr(status, ==, "completed");
-}
-
 /*
  * Start a destination with @device and load @path into it: the new QEMU
  * and whether the load completed.
@@ -193,16 +145,9 @@ static QTestState *load_from(const char *device, const char *path,
     g_autofree char *args = g_strdup_printf("%s -incoming defer", OTHER_ARGS);
     g_autofree char *cmdline = iommu_cmdline(device, device_props(device),
                                              args);
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
-    g_autofree char *status = NULL;
     QTestState *qts = qtest_init(cmdline);
 
-    /* A refused stream must leave QEMU running, to be asked why */
-    qtest_qmp_assert_success(qts, "{'execute':'migrate-incoming',"
-                             "'arguments':{'uri':%s,'exit-on-error':false}}",
-                             uri);
-    status = wait_migration(qts);
-    *loaded = strcmp(status, "completed") == 0;
+    *loaded = load_into(qts, path);
     return qts;
 }
 
@@ -308,39 +253,6 @@ static void test_round_trip(const TestCase *tc)
 }
 
 /* ---- the stream itself -------------------------------------------------- */
-
-/*
- * The payload of the "virtio-iommu" section (QEMU_VM_SECTION_FULL header,
- * then the payload, then QEMU_VM_SECTION_FOOTER and the section id) in
- * the stream @buf: its offset and length.
- */
-static void find_section(const uint8_t *buf, size_t len, size_t *start,
-                         size_t *size)
-{
-    static const char idstr[] = "0000:00:04.0/virtio-iommu";
-    const size_t idlen = strlen(idstr);
-
-    for (size_t i = 6; i + idlen + 8 < len; i++) {
-        uint8_t footer[5] = { 0x7e };
-
-        if (buf[i - 6] != 0x04 || buf[i - 1] != idlen ||
-            memcmp(buf + i, idstr, idlen) != 0) {
-            continue;
-        }
-        /* The footer repeats the section id of the header */
-        memcpy(footer + 1, buf + i - 5, 4);
-        *start = i + idlen + 8;
-        for (size_t j = *start; j + sizeof(footer) < len; j++) {
-            /* ...and is followed by the next section or the end */
-            if (memcmp(buf + j, footer, sizeof(footer)) == 0 &&
-                buf[j + sizeof(footer)] <= 0x08) {
-                *size = j - *start;
-                return;
-            }
-        }
-    }
-    g_error("no virtio-iommu section in the stream");
-}
 
 /* Set up the state on @device and save it: the stream's bytes */
 static uint8_t *save_state(const char *device, size_t *len)
