@@ -26,6 +26,7 @@
 #include "hw/i386/intel_iommu.h"
 #include "hw/i386/intel_iommu_internal.h"
 #include "virtio-iommu-rs-queue.h"
+#include "virtio-iommu-rs-stream.h"
 
 /* x-dma-test at 05.0 on q35's root bus: its endpoint id is its devfn */
 #define DT_DEVFN      QPCI_DEVFN(5, 0)
@@ -876,6 +877,72 @@ static void skip_c_reversed_map_unmap(void)
                 "hangs QEMU in the UNMAP (docs/differences.md)");
 }
 
+/* ---- migration ---------------------------------------------------------- */
+
+static const char *other_device(const char *device)
+{
+    return strcmp(device, C_DEVICE) == 0 ? RUST_DEVICE : C_DEVICE;
+}
+
+/*
+ * A device using the DMA API migrates (docs/migration.md): x-dma-test
+ * caches a translation through its handle, the VM moves to a new QEMU
+ * with the same IOMMU (seed 0) or the other one (seed 1), and there the
+ * new, empty handle translates through the loaded mappings, its notifier
+ * (registered on the destination's region) hears an UNMAP, and the next
+ * DMA to the unmapped page faults.
+ */
+static void test_migration(const TestCase *tc)
+{
+    const char *dst_device = tc->seed ? other_device(tc->device) : tc->device;
+    g_autofree char *path = stream_path();
+    g_autofree char *cmdline =
+        iommu_cmdline(dst_device, ",\"boot-bypass\":false",
+                      "-device x-dma-test,addr=05.0 -incoming defer");
+    uint8_t data[0x80], got[sizeof(data)];
+    QTestState *dst;
+    Rig r;
+
+    rig_start(&r, tc->device, false);
+    iommu_translate_device(&r);
+    map_pages(&r, 0, 2, RW);
+    pattern(data, sizeof(data), 11);
+    buffer_set(&r, data, sizeof(data));
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(1) + 0x40,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 1, 0x40, sizeof(data), 11);
+
+    save_to(r.qts, path);
+    dst = qtest_init(cmdline);
+    g_assert_true(load_into(dst, path));
+    unlink(path);
+    qtest_quit(r.qts);
+    r.qts = r.iommu.qts = r.bus->qts = dst;
+    r.iommu.device = dst_device;
+
+    /* The registers and the buffer came along, the handle is translating */
+    buffer_get(&r, got, sizeof(got));
+    g_assert_cmpmem(got, sizeof(got), data, sizeof(data));
+    g_assert_cmpuint(rd(&r, REG_MODE), ==, MODE_IOMMU);
+    assert_ram(&r, 1, 0x40, sizeof(data), 11);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0) + 0x10,
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 0, 0x10, sizeof(data), 11);
+
+    g_assert_cmpuint(rd(&r, REG_UNMAPS), ==, 0);
+    iommu_unmap_pages(&r, 0, 1);
+    g_assert_cmpuint(rd(&r, REG_UNMAPS), >=, 1);
+    ram_fill(&r, GUARD);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0) + 0x10,
+                            sizeof(data)), ==, 1);
+    g_assert_cmpuint(rd(&r, REG_RESULT), ==, MEMTX_DECODE_ERROR);
+    assert_ram_all(&r, GUARD);
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(1),
+                            sizeof(data)), ==, 0);
+    assert_ram(&r, 1, 0, sizeof(data), 11);
+    rig_stop(&r);
+}
+
 /* ---- registration ------------------------------------------------------- */
 
 /* The cases any IOMMU runs (bypass and replay are virtio-iommu's) */
@@ -917,6 +984,14 @@ int main(int argc, char **argv)
                              virtio_iommu_cases,
                              G_N_ELEMENTS(virtio_iommu_cases),
                              CASE_TIMEOUT_US);
+        }
+        for (unsigned seed = 0; virtio && seed < 2; seed++) {
+            g_autofree char *path =
+                g_strdup_printf("/virtio-iommu-rs/dma/%s/migration/%s",
+                                devices[d], seed ? "to-other" : "to-same");
+
+            add_case(path, devices[d], seed, CASE_TIMEOUT_US,
+                     test_migration);
         }
         for (unsigned seed = 1; seed <= (virtio ? 4 : 2); seed++) {
             g_autofree char *path =

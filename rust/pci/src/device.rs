@@ -2,10 +2,11 @@
 
 //! Safe wrappers for `PCIDevice`, its class and `PCIBus`.
 
-use std::ffi::CStr;
+use std::{ffi::CStr, mem::size_of, ptr::addr_of};
 
-use common::Opaque;
+use common::{Opaque, Zeroable};
 use hwcore::{DeviceImpl, DeviceState};
+use migration::bindings::{VMStateField, VMStateFlags};
 use qom::{prelude::*, ObjectClass};
 use util::{Error, Result};
 
@@ -239,3 +240,14 @@ where
 }
 
 impl<R: ObjectDeref> PCIDeviceMethods for R where R::Target: IsA<PCIDevice> {}
+
+/// The field of a PCI device's `VMSTATE` that holds the PCI core's state
+/// (config space, interrupt state) of a device whose struct starts with
+/// its `PCIDevice`: C's `VMSTATE_PCI_DEVICE(parent_obj, ...)`.
+pub const VMSTATE_PCI_DEVICE: VMStateField = VMStateField {
+    name: c"parent_obj".as_ptr(),
+    vmsd: addr_of!(bindings::vmstate_pci_device),
+    size: size_of::<bindings::PCIDevice>(),
+    flags: VMStateFlags::VMS_STRUCT,
+    ..Zeroable::ZERO
+};

@@ -72,6 +72,19 @@ impl QemuFile<'_> {
         self.checked(value)
     }
 
+    /// Fill `buf` from the stream.
+    pub fn get_bytes(&mut self, buf: &mut [u8]) -> Result<(), StreamError> {
+        // SAFETY: the file is valid (from_raw); qemu_get_buffer writes at
+        // most buf.len() bytes into buf.
+        let n = unsafe { bindings::qemu_get_buffer(self.f.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+        self.checked(())?;
+        if n == buf.len() {
+            Ok(())
+        } else {
+            Err(StreamError)
+        }
+    }
+
     /// Append `bytes` to the stream. A failure is recorded in the file,
     /// which QEMU checks after the callback.
     pub fn put_bytes(&mut self, bytes: &[u8]) {
