@@ -42,6 +42,8 @@ MODES = {
 }
 
 RESULT_RE = re.compile(r"^RESULT (\S+)(?: (ok|fail))?(.*)$")
+# The guest's progress markers: "CHECK <check> <what> key=value...".
+MARKER_RE = re.compile(r"^CHECK (\S+) (\S+)(?: (ok|fail))?(.*)$")
 # The guest driver's report of an event-queue fault (DMA the IOMMU refused).
 FAULT_RE = re.compile(r"virtio_iommu \S+: (.*fault.*)$")
 PROBE_RE = re.compile(r"virtio_iommu \S+: input address: (\d+) bits")
@@ -91,7 +93,8 @@ class QMP:
         line, _, self.buf = self.buf.partition(b"\n")
         return json.loads(line)
 
-    def cmd(self, name, **args):
+    # name is positional-only: some commands take an argument called name.
+    def cmd(self, name, /, **args):
         msg = {"execute": name}
         if args:
             msg["arguments"] = args
@@ -161,7 +164,11 @@ class GuestRun:
             parts.insert(2, MODES[self.mode][0])
         return " ".join(parts)
 
-    def build_argv(self, qmp_path):
+    def build_argv(self, qmp_path, console="console.log", device=None, incoming=False):
+        """The QEMU command line. A migration destination gets the same one
+        except for its console file, QMP socket, IOMMU driver (`device`,
+        default self.device) and `-incoming defer`."""
+        device = device or self.device
         disk = os.path.join(self.workdir, "scratch.raw")
         peer_cmd = " ".join(shlex.quote(a) for a in (
             shutil.which("python3") or "python3", os.path.join(HERE, "netpeer.py"),
@@ -171,20 +178,22 @@ class GuestRun:
                 "-kernel", os.path.join(self.guest, "vmlinuz"),
                 "-initrd", os.path.join(self.guest, "initramfs.gz"),
                 "-append", self._append(),
-                "-serial", "file:" + os.path.join(self.workdir, "console.log"),
+                "-serial", "file:" + os.path.join(self.workdir, console),
                 "-qmp", "unix:" + qmp_path]
+        if incoming:
+            argv += ["-incoming", "defer"]
         if not self.boot_bypass:
             # With boot-bypass=off the IOMMU blocks DMA until the guest
             # driver configures it; SeaBIOS's own disk DMA then times out
             # (~60 s). qboot loads the kernel through fw_cfg and does no DMA.
             argv += ["-bios", QBOOT]
-        if self.device and self.bypass_disk:
+        if device and self.bypass_disk:
             # An array property needs the JSON form of -device.
             argv += ["-device", json.dumps({
-                "driver": self.device, "id": "iommu", "boot-bypass": self.boot_bypass,
+                "driver": device, "id": "iommu", "boot-bypass": self.boot_bypass,
                 "bypass-devices": ["blk0"]})]
-        elif self.device:
-            argv += ["-device", f"{self.device},id=iommu,"
+        elif device:
+            argv += ["-device", f"{device},id=iommu,"
                      f"boot-bypass={'on' if self.boot_bypass else 'off'}"]
         # iommu_platform=on makes the devices' DMA go through the IOMMU
         # (VIRTIO_F_ACCESS_PLATFORM); q35 needs disable-legacy=on with it.

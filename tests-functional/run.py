@@ -14,8 +14,17 @@ Every cell gets the same assertions, whatever the device; a cell whose
 device cannot pass yet fails with the reasons the guest and QEMU gave,
 it is never skipped.
 
+Then the migration cells (tests-functional/migration.py): the guest, strict,
+is live-migrated in the middle of its disk check from a QEMU with one
+IOMMU to a QEMU with the same or the other one, and finishes its checks
+there:
+
+    source -> destination   rs:rs  c:rs  rs:c  c:c   (c = virtio-iommu-pci,
+    boot-bypass             on | off                  rs = virtio-iommu-rs)
+
     tests-functional/run.py [--device D]... [--mode M]... [--bypass on|off]...
-                            [--qemu PATH] [--guest DIR] [--out DIR]
+                            [--migration SRC:DST]... [--only-migration |
+                            --no-migration] [--qemu PATH] [--guest DIR] [--out DIR]
 
 Ends with `functional: N passed, N failed`; the exit status is 1 when a
 cell failed. Console logs, QEMU command lines and stderr of every cell are
@@ -30,6 +39,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import guestvm  # noqa: E402
+import migration  # noqa: E402
 
 DEVICES = ["virtio-iommu-pci", "virtio-iommu-rs"]
 # q35 gives the virtio-iommu a 39-bit input address range (its compat
@@ -44,6 +54,11 @@ EXPECTED_MIN_PAGE = 4096
 # off, so that a disk the IOMMU still translated could not work): the disk
 # must work in no IOMMU group, while the NIC is still translated.
 BYPASS_DISK_CELL = ("virtio-iommu-rs", "strict", "off")
+
+# Migration cells: source and destination IOMMU, by short name.
+SHORT = {"c": "virtio-iommu-pci", "rs": "virtio-iommu-rs"}
+LABEL = {v: k if k == "rs" else "C" for k, v in SHORT.items()}
+MIGRATIONS = ["rs:rs", "c:rs", "rs:c", "c:c"]
 
 
 def check_cell(run, mode):
@@ -75,8 +90,7 @@ def check_cell(run, mode):
             bdf = f" (EP {n} = PCI {n >> 8:02x}:{(n >> 3) & 0x1f:02x}.{n & 7})"
         why.append(f"the IOMMU reported {len(run.faults)} fault(s) to the guest, first: "
                    f"'{first}'{bdf}")
-    missing = [c for c in ("modules", "iommu-driver", "groups", "disk", "net", "read", "done")
-               if c not in r]
+    missing = [c for c in ["modules"] + run.checks.split(",") + ["done"] if c not in r]
     if missing:
         why.append("no result from the guest for: " + ", ".join(missing))
     if "iommu-driver" not in r and run.kernel_input_bits:
@@ -176,12 +190,65 @@ def check_cell(run, mode):
     return why
 
 
-def read_stderr(run):
+def check_migration(run):
+    """What a migration cell asserts on top of check_cell: the migration
+    completed on both sides, the destination runs the requested IOMMU with
+    its driver state, and the disk check went on there."""
+    why = []
+    if run.migration_error:
+        why.append(f"migration: {run.migration_error}")
+        for name, label in (("qemu.stderr", "source"), ("qemu-dst.stderr", "destination")):
+            err = read_stderr(run, name, empty="")
+            if err:
+                why.append(f"{label} QEMU stderr: {err}")
+    elif not run.migrated:
+        why.append("no migration happened")
+    for label, m in (("source", run.migration), ("destination", run.dest_migration)):
+        if m and m.get("status") != "completed":
+            why.append(f"query-migrate on the {label}: {m.get('status')}"
+                       + (f" ({m['error-desc']})" if m.get("error-desc") else ""))
+    if not run.migrated:
+        return why
+    if run.dest_qom_type != run.dest_device:
+        why.append(f"QOM says the destination's IOMMU is {run.dest_qom_type!r}, "
+                   f"not {run.dest_device!r}")
+    vs = run.dest_virtio_status
+    if vs is None:
+        why.append("destination: no virtio status for the IOMMU after the migration")
+    elif "DRIVER_OK" not in str(vs.get("status", "")):
+        why.append(f"destination: IOMMU virtio status is {vs.get('status')} after the "
+                   "migration, no DRIVER_OK")
+    if run.src_exit_code != 0:
+        why.append(f"the source QEMU exited with status {run.src_exit_code} after the "
+                   f"migration: {read_stderr(run, 'qemu.stderr')}")
+    # Where the guest was: the groups were seen before, the pattern was
+    # written before, and the disk check ended after the migration.
+    if run.side.get("groups") not in (None, migration.SOURCE):
+        why.append("the groups line came after the migration (expected before)")
+    if run.marker("disk", "written") != migration.SOURCE:
+        why.append("the disk pattern was not written on the source")
+    if run.marker("disk", "link-down") != migration.DEST:
+        why.append("the guest never saw the destination's signal (link down): its "
+                   "disk check did not go on after the migration")
+    checks = run.checks.split(",")
+    for c in checks[checks.index("disk"):] + ["done"]:
+        if c in run.side and run.side[c] != migration.DEST:
+            why.append(f"RESULT {c} appeared on the {run.side[c]}, expected on the "
+                       "destination")
+    for side, c, what, kv in run.markers:
+        if (c, what) == ("disk", "verify") and kv.get("status") != "ok":
+            why.append(f"disk: verify round {kv.get('round')} on the {side} read other "
+                       "bytes than were written")
+    return why
+
+
+def read_stderr(run, name=None, empty="(no stderr)"):
+    name = name or getattr(run, "stderr_name", "qemu.stderr")
     try:
-        with open(os.path.join(run.workdir, "qemu.stderr")) as f:
-            return f.read().strip().replace("\n", " | ")[:400] or "(no stderr)"
+        with open(os.path.join(run.workdir, name)) as f:
+            return f.read().strip().replace("\n", " | ")[:400] or empty
     except OSError:
-        return "(no stderr)"
+        return empty
 
 
 def summary_of(run):
@@ -198,6 +265,47 @@ def summary_of(run):
     return ", ".join(bits)
 
 
+def migration_summary(run):
+    """Informative: the migration's figures and where the disk check was."""
+    m = run.migration or {}
+    bits = []
+    if run.migrated:
+        ram = m.get("ram", {})
+        bits.append(f"migration total-time={m.get('total-time')} ms "
+                    f"downtime={m.get('downtime')} ms setup-time={m.get('setup-time')} ms "
+                    f"ram-transferred={ram.get('transferred', 0) / 2**20:.1f} MiB, "
+                    f"started {run.t_trigger:.1f} s after boot")
+    rounds = {}
+    for side, c, what, _ in run.markers:
+        if (c, what) == ("disk", "verify"):
+            rounds[side] = rounds.get(side, 0) + 1
+    bits.append(f"disk verify rounds: {rounds.get(migration.SOURCE, 0)} ended on the source, "
+                f"{rounds.get(migration.DEST, 0)} on the destination"
+                + (", then the final one (after the link-down signal)"
+                   if run.marker("disk", "link-down") else ""))
+    for side in (migration.SOURCE, migration.DEST):
+        names = []
+        for s, line in run.sides:
+            n = line.split()[1]
+            if s == side and n not in names:
+                names.append(n)
+        bits.append(f"RESULT lines on the {side}: {' '.join(names) or '-'}")
+    return bits
+
+
+def run_migration_cell(a, workdir, src, dst, bypass):
+    run = migration.MigrationRun(workdir, src, dst, mode="strict",
+                                 boot_bypass=(bypass == "on"), qemu=a.qemu,
+                                 guest=a.guest, timeout=a.timeout + 30).run()
+    why = check_migration(run) + check_cell(run, "strict")
+    with open(os.path.join(workdir, "results.txt"), "w") as f:
+        for side, line in run.sides:
+            f.write(f"{side:11} {line}\n")
+        for b in migration_summary(run):
+            f.write(b + "\n")
+    return run, why
+
+
 def main():
     ap = argparse.ArgumentParser(description="virtio-iommu functional tests (TCG guest)")
     ap.add_argument("--device", action="append", choices=DEVICES,
@@ -206,11 +314,23 @@ def main():
                     help="guest IOMMU mode (repeatable; default: all)")
     ap.add_argument("--bypass", action="append", choices=["on", "off"],
                     help="boot-bypass (repeatable; default: both)")
+    ap.add_argument("--migration", action="append", choices=MIGRATIONS, metavar="SRC:DST",
+                    help="migration cell, source:destination IOMMU, c = virtio-iommu-pci, "
+                         "rs = virtio-iommu-rs, run for each --bypass value (repeatable; "
+                         "default: all in the whole matrix, none when --device, --mode or "
+                         f"--bypass narrows it); one of {', '.join(MIGRATIONS)}")
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument("--only-migration", action="store_true",
+                      help="run only the migration cells (those of --migration, or every "
+                           "pair of the --device selection)")
+    only.add_argument("--no-migration", action="store_true",
+                      help="run no migration cell")
     ap.add_argument("--qemu", default=guestvm.DEFAULT_QEMU)
     ap.add_argument("--guest", default=guestvm.DEFAULT_GUEST)
     ap.add_argument("--out", default=os.path.join(guestvm.ROOT, "build", "functional"))
     ap.add_argument("--timeout", type=int, default=90,
-                    help="per cell, seconds (the guest's own watchdog fires at 30 s after /init)")
+                    help="per cell, seconds (the guest's own watchdog fires at 30 s after "
+                         "/init); migration cells get 30 s more and a 60 s watchdog")
     a = ap.parse_args()
 
     for f in ("vmlinuz", "initramfs.gz"):
@@ -227,10 +347,48 @@ def main():
     if dev in (a.device or DEVICES) and mode in (a.mode or guestvm.MODES) \
             and bypass in (a.bypass or ["off"]):
         cells.append(BYPASS_DISK_CELL + (True,))
+    # Migration cells: in the whole matrix (no option narrowing it), when
+    # named by --migration, or all those --device allows with --only-migration.
+    # Narrowing the matrix by --device/--mode/--bypass alone leaves them out.
+    if a.only_migration:
+        cells = []
+    if a.migration:
+        pairs = a.migration
+    elif a.only_migration or not (a.no_migration or a.device or a.mode or a.bypass):
+        pairs = [p for p in MIGRATIONS
+                 if all(SHORT[d] in (a.device or DEVICES) for d in p.split(":"))]
+    else:
+        pairs = []
+    for p, bypass in itertools.product(pairs, a.bypass or ["on", "off"]):
+        src, dst = (SHORT[d] for d in p.split(":"))
+        cells.append(("migrate", src, dst, bypass))
     shutil.rmtree(a.out, ignore_errors=True)
     os.makedirs(a.out)
     passed, failed, rows = 0, 0, []
-    for i, (dev, mode, bypass, bypass_disk) in enumerate(cells, 1):
+    for i, cell in enumerate(cells, 1):
+        if cell[0] == "migrate":
+            _, src, dst, bypass = cell
+            name = f"migrate-{src}-to-{dst}-strict-bypass-{bypass}"
+            print(f"[{i:2}/{len(cells)}] migrate {src} -> {dst} strict boot-bypass={bypass} "
+                  "... ", end="", flush=True)
+            run, why = run_migration_cell(a, os.path.join(a.out, name), src, dst, bypass)
+            if why:
+                failed += 1
+                print(f"FAIL  {run.wall:5.1f} s")
+                for w in why:
+                    print(f"        - {w}")
+                print(f"        (logs: {os.path.relpath(run.workdir)}/guest.log, "
+                      "qemu.stderr, qemu-dst.stderr, migration.json)")
+            else:
+                passed += 1
+                print(f"PASS  {run.wall:5.1f} s  {summary_of(run)}")
+            for b in migration_summary(run):
+                print(f"        {b}")
+            rows.append((f"migrate {LABEL[src]}->{LABEL[dst]}", "strict", bypass,
+                         "PASS" if not why else "FAIL", run.wall, ""))
+            sys.stdout.flush()
+            continue
+        dev, mode, bypass, bypass_disk = cell
         name = f"{dev}-{mode}-bypass-{bypass}" + ("-disk-bypassed" if bypass_disk else "")
         extra = " bypass-devices=[disk]" if bypass_disk else ""
         print(f"[{i:2}/{len(cells)}] {dev:16} {mode:11} boot-bypass={bypass:3}{extra} ... ",
