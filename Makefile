@@ -116,6 +116,11 @@ BENCH_ARGS ?=
 guest-image:
 	bash scripts/guest/build-image.sh $(GUEST)
 
+# The same guest for arm64 (arm virt machine): build/guest-arm64/Image
+.PHONY: guest-image-arm64
+guest-image-arm64:
+	bash scripts/guest/build-image.sh $(BUILD)/guest-arm64 arm64
+
 functional: build guest-image
 	python3 tests-functional/run.py --qemu $(QEMU_RUN) --guest $(GUEST) $(FUNCTIONAL_ARGS)
 

@@ -8,7 +8,9 @@ modules.dep (depmod runs at install time, which we never do), so the
 dependencies are read from each module's own `.modinfo` ELF section
 (`depends=`) and the load order is computed here. The order is checked:
 every dependency must be either loaded earlier or built into the kernel
-(modules.builtin), otherwise the build fails instead of the guest.
+(modules.builtin), otherwise the build fails instead of the guest. With
+--arch, every module and busybox must be built for that architecture
+(ELF e_machine), so a guest cannot get another arch's binaries.
 
 The archive is written directly (cpio "newc" + gzip) rather than with the
 cpio tool: no root is needed for the /dev/console node the kernel opens
@@ -50,6 +52,22 @@ def modinfo(ko):
     raise ValueError("no .modinfo section")
 
 
+# Debian architecture -> ELF e_machine.
+ELF_MACHINE = {"amd64": 62, "arm64": 183}  # EM_X86_64, EM_AARCH64
+
+
+def check_machine(data, arch, what):
+    """Fail the build unless `data` is an ELF64 little-endian file for `arch`."""
+    if arch is None:
+        return
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise SystemExit(f"mkinitramfs: {what} is not a little-endian ELF64 file")
+    machine, = struct.unpack_from("<H", data, 0x12)
+    if machine != ELF_MACHINE[arch]:
+        raise SystemExit(f"mkinitramfs: {what} is for ELF machine {machine}, not {arch} "
+                         f"({ELF_MACHINE[arch]})")
+
+
 def norm(name):
     # Module names treat '-' and '_' alike (virtio-iommu.ko is virtio_iommu).
     return name.replace("-", "_")
@@ -74,7 +92,7 @@ def builtin_modules(moddir):
     return names
 
 
-def load_order(roots, available, builtin):
+def load_order(roots, available, builtin, arch=None):
     """Depth-first, dependencies first, roots in the order given (so the
     first root, virtio_iommu, and its own dependencies load before any
     endpoint driver). Returns [(name, decompressed bytes)]."""
@@ -92,6 +110,7 @@ def load_order(roots, available, builtin):
         data = open(path, "rb").read()
         if path.endswith(".xz"):
             data = lzma.decompress(data)
+        check_machine(data, arch, path)
         info = modinfo(data)
         deps = [norm(d) for v in info.get("depends", []) for d in v.split(",") if d]
         for d in deps:
@@ -150,6 +169,8 @@ class Cpio:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=sorted(ELF_MACHINE),
+                    help="check that modules and busybox are built for this architecture")
     ap.add_argument("--modules-dir", required=True)
     ap.add_argument("--busybox", required=True)
     ap.add_argument("--init", required=True)
@@ -157,7 +178,10 @@ def main():
     ap.add_argument("modules", nargs="+")
     a = ap.parse_args()
 
-    mods = load_order(a.modules, index_modules(a.modules_dir), builtin_modules(a.modules_dir))
+    mods = load_order(a.modules, index_modules(a.modules_dir), builtin_modules(a.modules_dir),
+                      a.arch)
+    busybox = open(a.busybox, "rb").read()
+    check_machine(busybox, a.arch, a.busybox)
     print("mkinitramfs: load order: " + " ".join(n for n, _ in mods), file=sys.stderr)
 
     c = Cpio()
@@ -166,7 +190,7 @@ def main():
     # The kernel opens /dev/console for /init's stdio before /init can mount
     # devtmpfs; without this node /init would run with no output at all.
     c.chardev("dev/console", 5, 1)
-    c.file("bin/busybox", open(a.busybox, "rb").read(), 0o755)
+    c.file("bin/busybox", busybox, 0o755)
     # Only `sh` is linked here; /init installs the other applet links itself.
     c.symlink("bin/sh", "busybox")
     c.file("init", open(a.init, "rb").read(), 0o755)
