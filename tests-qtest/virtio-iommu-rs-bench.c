@@ -103,16 +103,6 @@ static const char *const machine_device[MACHINES] = {
     [NO_IOMMU] = NULL, [BEHIND_C] = C_DEVICE, [BEHIND_RUST] = RUST_DEVICE,
 };
 
-/*
- * q35 gives the C device the APIC MSI doorbell as a reserved region; ours
- * gets the same region by hand, so the two machines differ only in the
- * IOMMU's implementation.
- */
-static const char *extra_props(const char *device)
-{
-    return strcmp(device, C_DEVICE) == 0 ? "" :
-        ",\"reserved-regions\":[\"" MSI_REGION "\"]";
-}
 
 /* ---- a batching request-queue driver ------------------------------------ */
 
@@ -320,7 +310,7 @@ static void rig_start(Rig *r, Machine machine, const char *ep_device,
     memset(r, 0, sizeof(*r));
     r->machine = machine;
     if (device) {
-        iommu_boot(&r->iommu, device, extra_props(device), ep_arg,
+        iommu_boot(&r->iommu, device, "", ep_arg,
                    REQUIRED_FEATURES, 8, 8);
         r->qts = r->iommu.qts;
         r->alloc = &r->iommu.alloc;
@@ -731,7 +721,7 @@ static void migration_once(Machine mc, unsigned rep, unsigned n)
     g_autofree char *save_log = stream_path();
     g_autofree char *load_log = stream_path();
     g_autofree char *cmdline =
-        iommu_cmdline(device, extra_props(device),
+        iommu_cmdline(device, "",
                       "-device edu,addr=05.0 -incoming defer");
     g_autofree uint8_t *buf = NULL;
     size_t len, start, size;

@@ -37,7 +37,7 @@
  * default): every IOVA and GPA below stays under 256 MiB.
  */
 #define EDU_DMA_DELAY_NS (101 * 1000 * 1000)
-#define EDU_DMA_LIMIT    (1ULL << 28)
+#define EDU_DMA_LIMIT    (on_arm() ? 1ULL << 48 : 1ULL << 28)   /* edu_args() */
 
 /*
  * IOVAs live at 192 MiB: not RAM (q35 gets 128 MiB by default) and not
@@ -113,6 +113,17 @@ static inline void edu_init(Rig *r, int devfn)
     g_assert_cmphex(cmd & PCI_COMMAND_MASTER, ==, PCI_COMMAND_MASTER);
     g_assert_cmphex(qpci_io_readl(r->edu, r->edu_bar, EDU_REG_ID), ==,
                     EDU_ID_VALUE);
+}
+
+/* Give back what a rig took: edu's BAR, the guest buffers, the QEMU */
+static inline void rig_stop(Rig *r)
+{
+    qpci_iounmap(r->edu, r->edu_bar);
+    g_free(r->edu);
+    guest_free(&r->iommu.alloc, r->evt_area);
+    guest_free(&r->iommu.alloc, r->ram);
+    iommu_stop(&r->iommu);
+    memset(r, 0, sizeof(*r));
 }
 
 /* ---- the event queue ---------------------------------------------------- */

@@ -29,9 +29,14 @@
 #define EP_B       QPCI_DEVFN(6, 0)     /* pci-testdev */
 #define EP_C       QPCI_DEVFN(7, 0)     /* pci-testdev */
 
-#define OTHER_ARGS "-device edu,addr=05.0 " \
-                   "-device pci-testdev,addr=06.0 " \
-                   "-device pci-testdev,addr=07.0"
+/* The endpoints, on the command line of both sides */
+static char *other_args(const char *more)
+{
+    return g_strdup_printf("-device %s,addr=05.0 "
+                           "-device pci-testdev,addr=06.0 "
+                           "-device pci-testdev,addr=07.0 %s",
+                           edu_args(), more);
+}
 
 #define PROBE_SIZE   512    /* the config space's probe_size, both devices */
 #define PROBE_ANSWER (PROBE_SIZE + TAIL_SIZE)
@@ -48,15 +53,8 @@
 #define RW_IOVA    IOVA_BASE
 #define RO_IOVA    (IOVA_BASE + 0x1000)
 
-/*
- * On q35 the machine gives the C type the MSI reserved region; ours gets
- * the same by hand, so that PROBE answers can be compared.
- */
-static const char *device_props(const char *device)
-{
-    return strcmp(device, C_DEVICE) == 0 ? ",\"boot-bypass\":false" :
-        ",\"boot-bypass\":false,\"reserved-regions\":[\"" MSI_REGION "\"]";
-}
+/* Both devices get the machine's MSI reserved region: PROBE compares */
+#define DEVICE_PROPS ",\"boot-bypass\":false"
 
 static uint8_t send_raw(Iommu *m, const void *req, size_t len)
 {
@@ -92,24 +90,17 @@ static void probe(Iommu *m, uint32_t ep, uint8_t props[PROBE_SIZE])
 
 static void rig_start(Rig *r, const char *device)
 {
+    g_autofree char *args = other_args("");
+
     memset(r, 0, sizeof(*r));
-    iommu_boot(&r->iommu, device, device_props(device), OTHER_ARGS,
-               REQUIRED_FEATURES, PROBE_LEN, PROBE_ANSWER);
+    iommu_boot(&r->iommu, device, DEVICE_PROPS, args, REQUIRED_FEATURES,
+               PROBE_LEN, PROBE_ANSWER);
     r->evt_area = guest_alloc(&r->iommu.alloc, EVT_BUFS * EVT_BUF_SIZE);
     r->ram = guest_alloc(&r->iommu.alloc, RAM_SIZE);
     g_assert_cmphex(r->ram & 0xfff, ==, 0);
     qtest_memset(r->iommu.qts, r->ram, GUARD_FILL, RAM_SIZE);
     edu_init(r, EDU_DEVFN);
     evt_post(r, EVT_BUFS);
-}
-
-static void rig_stop(Rig *r)
-{
-    qpci_iounmap(r->edu, r->edu_bar);
-    g_free(r->edu);
-    guest_free(&r->iommu.alloc, r->evt_area);
-    guest_free(&r->iommu.alloc, r->ram);
-    iommu_stop(&r->iommu);
 }
 
 /*
@@ -142,9 +133,8 @@ static void set_up_state(Rig *r)
 static QTestState *load_from(const char *device, const char *path,
                              bool *loaded)
 {
-    g_autofree char *args = g_strdup_printf("%s -incoming defer", OTHER_ARGS);
-    g_autofree char *cmdline = iommu_cmdline(device, device_props(device),
-                                             args);
+    g_autofree char *args = other_args("-incoming defer");
+    g_autofree char *cmdline = iommu_cmdline(device, DEVICE_PROPS, args);
     QTestState *qts = qtest_init(cmdline);
 
     *loaded = load_into(qts, path);
@@ -420,11 +410,11 @@ static void test_corrupted(const void *data)
 /* ---- compat properties --------------------------------------------------- */
 
 /*
- * A machine type's compat properties reach both devices (patches 0004 and
- * 0005 key them on the interface both implement): on pc-q35-8.2,
- * hw_compat_8_2 sets aw-bits=64 and granule=4k, where the current q35
- * gives 39 bits.  A migration between the devices on one machine type
- * then cannot change the config space the guest sees.
+ * A machine type's compat properties reach both devices (patches 0004 to
+ * 0006 key them on the interface both implement): on the 8.2 machine
+ * types, hw_compat_8_2 sets aw-bits=64 and granule=4k, where the current
+ * q35 gives 39 bits and virt 48.  A migration between the devices on one
+ * machine type then cannot change the config space the guest sees.
  */
 static void test_compat(const TestCase *tc)
 {
@@ -432,14 +422,15 @@ static void test_compat(const TestCase *tc)
 
     for (size_t i = 0; i < G_N_ELEMENTS(devices); i++) {
         /* No aw-bits on the command line: the machine type's decides */
-        QTestState *qts = qtest_initf("-M pc-q35-8.2 -nodefaults "
-                                      "-device %s,addr=04.0", devices[i]);
+        QTestState *qts = qtest_initf("%s -nodefaults -device %s,addr=04.0",
+                                      on_arm() ? "-M virt-8.2 -cpu max" :
+                                      "-M pc-q35-8.2", devices[i]);
         QGuestAllocator alloc;
         QPCIBus *bus;
         QVirtioPCIDevice *dev;
 
-        pc_alloc_init(&alloc, qts, ALLOC_NO_FLAGS);
-        bus = qpci_new_pc(qts, &alloc);
+        machine_alloc_init(&alloc, qts, ALLOC_NO_FLAGS);
+        bus = machine_pci_new(qts, &alloc);
         dev = iommu_find(bus);
         qvirtio_reset(&dev->vdev);
         qvirtio_set_acknowledge(&dev->vdev);
@@ -453,7 +444,7 @@ static void test_compat(const TestCase *tc)
                                      page_size_mask)), ==,
                         ~(uint64_t)0xfff);
         iommu_release(dev);
-        qpci_free_pc(bus);
+        machine_pci_free(bus);
         alloc_destroy(&alloc);
         qtest_quit(qts);
     }
@@ -472,7 +463,7 @@ int main(int argc, char **argv)
     }
     add_case("/virtio-iommu-rs/migration/same-bytes", NULL, 0,
              CASE_TIMEOUT_US, test_same_bytes);
-    add_case("/virtio-iommu-rs/migration/compat-pc-q35-8.2", NULL, 0,
+    add_case("/virtio-iommu-rs/migration/compat-8.2", NULL, 0,
              CASE_TIMEOUT_US, test_compat);
     for (size_t i = 0; i < G_N_ELEMENTS(corruptions); i++) {
         g_autofree char *path =

@@ -10,7 +10,12 @@
 #ifndef VIRTIO_IOMMU_RS_QTEST_H
 #define VIRTIO_IOMMU_RS_QTEST_H
 
+#include "libqtest.h"
+#include "libqos/generic-pcihost.h"
+#include "libqos/libqos-malloc.h"
+#include "libqos/malloc-pc.h"
 #include "libqos/pci.h"
+#include "libqos/pci-pc.h"
 #include "libqos/virtio-pci.h"
 #include "libqos/virtio.h"
 #include "standard-headers/linux/virtio_ids.h"
@@ -25,6 +30,90 @@
 #define VIRTIO_IOMMU_PCI_DEVICE_ID (0x1040 + VIRTIO_ID_IOMMU)
 
 #define CFG_BYPASS offsetof(struct virtio_iommu_config, bypass)
+
+/* ---- the machine: q35 (qemu-system-x86_64) or virt (qemu-system-aarch64) */
+
+static inline bool on_arm(void)
+{
+    return strcmp(qtest_get_arch(), "aarch64") == 0;
+}
+
+/*
+ * The machine's options.  virt gets a GICv3 and its ITS, so that the MSI
+ * doorbell it reserves is the ITS's translation page.
+ */
+static inline const char *machine_args(void)
+{
+    return on_arm() ? "-M virt,gic-version=3 -cpu max -m 512M" : "-M q35";
+}
+
+/* virt's RAM, as libqos's arm/virt machine describes it */
+#define VIRT_RAM_ADDR 0x40000000ULL
+#define VIRT_RAM_SIZE 0x20000000ULL
+
+static inline void machine_alloc_init(QGuestAllocator *alloc, QTestState *qts,
+                                      QAllocOpts flags)
+{
+    if (on_arm()) {
+        alloc_init(alloc, flags, VIRT_RAM_ADDR, VIRT_RAM_ADDR + VIRT_RAM_SIZE,
+                   4096);
+    } else {
+        pc_alloc_init(alloc, qts, flags);
+    }
+}
+
+/* The machine's PCI root bus as libqos drives it */
+static inline QPCIBus *machine_pci_new(QTestState *qts, QGuestAllocator *alloc)
+{
+    QGenericPCIBus *gbus;
+
+    if (!on_arm()) {
+        return qpci_new_pc(qts, alloc);
+    }
+    gbus = g_new0(QGenericPCIBus, 1);
+    qpci_init_generic(gbus, qts, alloc, false);
+    return &gbus->bus;
+}
+
+static inline void machine_pci_free(QPCIBus *bus)
+{
+    if (on_arm()) {
+        g_free(container_of(bus, QGenericPCIBus, bus));
+    } else {
+        qpci_free_pc(bus);
+    }
+}
+
+/*
+ * The MSI doorbell the machine declares as the reserved MSI region of a
+ * virtio-iommu (either device: patches 0004 and 0006) when the user gives
+ * no list: the APIC window on q35, the ITS translation page on virt.
+ */
+static inline uint64_t msi_start(void)
+{
+    return on_arm() ? 0x08090000 : 0xfee00000;
+}
+
+static inline uint64_t msi_end(void)
+{
+    return on_arm() ? 0x0809ffff : 0xfeefffff;
+}
+
+/* The same as a reserved-regions element */
+static inline char *msi_region(void)
+{
+    return g_strdup_printf("0x%" PRIx64 ":0x%" PRIx64 ":1", msi_start(),
+                           msi_end());
+}
+
+/*
+ * edu's DMA engine masks addresses to 28 bits by default: below virt's
+ * RAM, which starts at 1 GiB.
+ */
+static inline const char *edu_args(void)
+{
+    return on_arm() ? "edu,dma_mask=0xffffffffffff" : "edu";
+}
 
 static inline void iommu_save_devfn(QPCIDevice *pdev, int devfn, void *opaque)
 {

@@ -28,7 +28,7 @@
 #include "standard-headers/linux/virtio_iommu.h"
 #include "virtio-iommu-rs-qtest.h"
 
-/* Both tests put the IOMMU at 04.0 on q35's root bus (bus 0) */
+/* The tests put the IOMMU at 04.0 on the machine's root bus (bus 0) */
 #define IOMMU_DEVFN QPCI_DEVFN(4, 0)
 
 /*
@@ -39,11 +39,6 @@
  * (difference 3) is reachable.
  */
 #define AW_BITS    39
-
-/* q35 gives the C device the APIC MSI doorbell as a reserved MSI region */
-#define MSI_START  0xfee00000ULL
-#define MSI_END    0xfeefffffULL
-#define MSI_REGION "0xfee00000:0xfeefffff:1"
 
 #define TAIL_SIZE  sizeof(struct virtio_iommu_req_tail)
 
@@ -200,7 +195,8 @@ static inline void iommu_driver_fini(Iommu *m)
 }
 
 /*
- * The command line of q35 with @device at IOMMU_DEVFN, its -device JSON
+ * The command line of the machine (q35, or virt on aarch64) with @device
+ * at IOMMU_DEVFN, its -device JSON
  * members @props (each with a leading comma) added to the common ones,
  * and the rest of the command line in @args.
  */
@@ -208,10 +204,10 @@ static inline char *iommu_cmdline(const char *device, const char *props,
                                   const char *args)
 {
     /* JSON -device: reserved-regions is a list; quoted for libqtest's sh */
-    return g_strdup_printf("-M q35 -nodefaults "
+    return g_strdup_printf("%s -nodefaults "
                            "-device '{\"driver\":\"%s\",\"addr\":\"04.0\","
                            "\"aw-bits\":%d%s}' %s",
-                           device, AW_BITS, props, args);
+                           machine_args(), device, AW_BITS, props, args);
 }
 
 /*
@@ -228,8 +224,8 @@ static inline void iommu_boot(Iommu *m, const char *device, const char *props,
     m->device = device;
     m->qts = qtest_init(cmdline);
     /* Every guest allocation must be given back by the end of the case */
-    pc_alloc_init(&m->alloc, m->qts, ALLOC_LEAK_ASSERT);
-    m->bus = qpci_new_pc(m->qts, &m->alloc);
+    machine_alloc_init(&m->alloc, m->qts, ALLOC_LEAK_ASSERT);
+    m->bus = machine_pci_new(m->qts, &m->alloc);
     m->dev = iommu_find(m->bus);
     g_assert_cmphex(m->dev->pdev->devfn, ==, IOMMU_DEVFN);
     iommu_driver_init(m, required_features);
@@ -243,7 +239,7 @@ static inline void iommu_stop(Iommu *m)
     guest_free(&m->alloc, m->in_area);
     iommu_driver_fini(m);
     iommu_release(m->dev);
-    qpci_free_pc(m->bus);
+    machine_pci_free(m->bus);
     alloc_destroy(&m->alloc);
     qtest_quit(m->qts);
     memset(m, 0, sizeof(*m));

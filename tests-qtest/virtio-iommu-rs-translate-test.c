@@ -47,12 +47,6 @@
  */
 typedef struct DeviceDifferences {
     /*
-     * Extra -device JSON members.  On q35 the machine gives the C type the
-     * MSI reserved region (and aborts if the user gives it any list), so
-     * ours gets the same region by hand.
-     */
-    const char *extra_props;
-    /*
      * A mapping whose IOVA and physical address differ in their low bits
      * (below the page size), e.g. IOVA_BASE + 0x10010 -> page + 0x20.
      *
@@ -100,7 +94,6 @@ typedef struct DeviceDifferences {
 } DeviceDifferences;
 
 static const DeviceDifferences c_device = {
-    .extra_props = "",
     .unaligned_keeps_iova_offset = true,
     .translates_byte_before_mapping = true,
     .last_byte_takes_next_mapping = true,
@@ -108,7 +101,6 @@ static const DeviceDifferences c_device = {
 };
 
 static const DeviceDifferences rust_device = {
-    .extra_props = ",\"reserved-regions\":[\"" MSI_REGION "\"]",
     .unaligned_keeps_iova_offset = false,
     .translates_byte_before_mapping = false,
     .last_byte_takes_next_mapping = false,
@@ -128,13 +120,14 @@ static void rig_start_props(Rig *r, const char *device, bool boot_bypass,
                             unsigned evt_bufs, const char *more_props)
 {
     g_autofree char *props =
-        g_strdup_printf(",\"boot-bypass\":%s%s%s",
-                        boot_bypass ? "true" : "false",
-                        differences(device)->extra_props, more_props);
+        g_strdup_printf(",\"boot-bypass\":%s%s",
+                        boot_bypass ? "true" : "false", more_props);
+    g_autofree char *args = g_strdup_printf("-device %s,addr=05.0,id=edu0",
+                                            edu_args());
 
     memset(r, 0, sizeof(*r));
-    iommu_boot(&r->iommu, device, props, "-device edu,addr=05.0,id=edu0",
-               REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
+    iommu_boot(&r->iommu, device, props, args, REQUIRED_FEATURES, REQ_MAX,
+               TAIL_SIZE);
     r->evt_area = guest_alloc(&r->iommu.alloc, EVT_BUFS * EVT_BUF_SIZE);
     r->ram = guest_alloc(&r->iommu.alloc, RAM_SIZE);
     /* The allocator hands out whole pages; the cases rely on it */
@@ -149,16 +142,6 @@ static void rig_start(Rig *r, const char *device, bool boot_bypass,
                       unsigned evt_bufs)
 {
     rig_start_props(r, device, boot_bypass, evt_bufs, "");
-}
-
-static void rig_stop(Rig *r)
-{
-    qpci_iounmap(r->edu, r->edu_bar);
-    g_free(r->edu);
-    guest_free(&r->iommu.alloc, r->evt_area);
-    guest_free(&r->iommu.alloc, r->ram);
-    iommu_stop(&r->iommu);
-    memset(r, 0, sizeof(*r));
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -645,22 +628,22 @@ static void port_set_bus(QPCIDevice *rp, uint8_t bus)
 }
 
 /*
- * Boot q35 with @device (boot-bypass off) and edu behind a PCIe root port
+ * Boot the machine with @device (boot-bypass off) and edu behind a PCIe
+ * root port
  * at 08.0 whose secondary bus is numbered 1, with a memory window for
  * edu's BAR; returns the root port.
  */
 static QPCIDevice *rig_start_behind_port(Rig *r, const char *device)
 {
-    g_autofree char *props =
-        g_strdup_printf(",\"boot-bypass\":false%s",
-                        differences(device)->extra_props);
+    g_autofree char *args =
+        g_strdup_printf("-device pcie-root-port,id=rp0,bus=pcie.0,addr=08.0,"
+                        "chassis=1 -device %s,bus=rp0,addr=00.0,id=edu0",
+                        edu_args());
     QPCIDevice *rp;
     uint64_t base;
 
     memset(r, 0, sizeof(*r));
-    iommu_boot(&r->iommu, device, props,
-               "-device pcie-root-port,id=rp0,bus=pcie.0,addr=08.0,chassis=1 "
-               "-device edu,bus=rp0,addr=00.0,id=edu0",
+    iommu_boot(&r->iommu, device, ",\"boot-bypass\":false", args,
                REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
     r->evt_area = guest_alloc(&r->iommu.alloc, EVT_BUFS * EVT_BUF_SIZE);
     r->ram = guest_alloc(&r->iommu.alloc, RAM_SIZE);

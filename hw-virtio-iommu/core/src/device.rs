@@ -197,6 +197,16 @@ impl Device {
         named
     }
 
+    /// Whether a `bypass-devices` element names `device` (a question, not
+    /// a registration: for firmware tables built before the device has its
+    /// endpoint).
+    pub fn names_unmanaged(&self, device: &PciDeviceRef<'_>) -> bool {
+        self.config
+            .bypass_devices
+            .iter()
+            .any(|element| element.matches(device))
+    }
+
     /// Make `endpoint` known as a device the IOMMU does not manage: its
     /// DMA is never translated whatever `bypass`, domains or resets say,
     /// and requests naming it are answered as for an unknown endpoint
@@ -338,15 +348,19 @@ impl Device {
         events
     }
 
-    /// Detach every endpoint (domains ascending, each in list order, as
-    /// the C device destroys its domain tree), which frees every domain.
-    fn detach_all(&mut self, events: &mut Vec<NotifierEvent>) {
-        let attached: Vec<u32> = self
-            .domains
+    /// The attached endpoints: domains ascending, each in list order, as
+    /// the C device walks its domain tree.
+    fn attached_endpoints(&self) -> Vec<u32> {
+        self.domains
             .values()
             .flat_map(|d| d.endpoints.iter().copied())
-            .collect();
-        for endpoint in attached {
+            .collect()
+    }
+
+    /// Detach every endpoint (in [`Self::attached_endpoints`]' order, as
+    /// the C device destroys its domain tree), which frees every domain.
+    fn detach_all(&mut self, events: &mut Vec<NotifierEvent>) {
+        for endpoint in self.attached_endpoints() {
             self.detach_endpoint(endpoint, events);
         }
         self.domains.clear();
@@ -374,12 +388,7 @@ impl Device {
         }
         self.domains = domains;
         events.extend(self.set_bypass(bypass));
-        let attached: Vec<u32> = self
-            .domains
-            .values()
-            .flat_map(|d| d.endpoints.iter().copied())
-            .collect();
-        for endpoint in attached {
+        for endpoint in self.attached_endpoints() {
             events.extend(self.replay(endpoint));
         }
         events

@@ -168,3 +168,26 @@ fn a_managed_endpoint_with_the_same_id_wins() {
         Some(Status::NoEnt)
     );
 }
+
+/// The question firmware tables ask before any endpoint exists, without
+/// registering anything or counting an element as matched.
+#[test]
+fn names_unmanaged_asks_the_property() {
+    let config = Config::new(64, Granule::Size4K, 4096, false).unwrap();
+    let list = parse_bypass_devices(&["00:05.0", "disk"]).unwrap();
+    let dev = Device::new(
+        DeviceConfig::new(&config, &[]).with_bypass_devices(&list),
+        false,
+    );
+    let at = |id, root_bus, devfn| PciDeviceRef {
+        id,
+        root_bus,
+        devfn,
+    };
+    assert!(dev.names_unmanaged(&at(None, Some(0), 0x28)));
+    assert!(dev.names_unmanaged(&at(Some("disk"), None, 0)));
+    assert!(!dev.names_unmanaged(&at(None, None, 0x28)));
+    assert!(!dev.names_unmanaged(&at(Some("net"), Some(0), 0x30)));
+    assert!(!dev.has_endpoint(0x28));
+    assert!(dev.check_bypass_devices().is_err());
+}

@@ -117,14 +117,19 @@ impl VirtioIommu {
     }
 
     /// Whether `dev` is a device this IOMMU was told not to manage
-    /// (`bypass-devices`), for the ACPI VIOT table.
+    /// (`bypass-devices`), for the ACPI VIOT and the device tree's
+    /// iommu-map. Asked of the property, not of the endpoints: arm virt
+    /// builds its iommu-map before cold-plugged devices have theirs.
     pub(crate) fn pci_device_bypassed(&self, dev: &PCIDevice) -> bool {
-        let bus = NonNull::from(dev.bus());
-        let devfn = dev.devfn();
-        self.endpoints
-            .borrow()
-            .iter()
-            .any(|e| e.bus == bus && e.devfn == devfn && e.unmanaged)
+        let bus = dev.bus();
+        let id = dev.qdev_id();
+        let device = PciDeviceRef {
+            id: id.as_deref(),
+            root_bus: bus.is_root().then(|| bus.bus_num()),
+            devfn: dev.devfn(),
+        };
+        self.with_core(|core| core.names_unmanaged(&device))
+            .unwrap_or(false)
     }
 
     /// Pass the core's events on: notifier MAP/UNMAP on the endpoint's

@@ -431,7 +431,7 @@ util::module_init! {
 
 /// Migrated: the PCI core's state, the registers and the buffer. A
 /// persistent map is not: an operation that holds one cannot go on
-/// elsewhere, so the destination starts without one (MAP_STATE reads 0),
+/// elsewhere, so the destination starts without one (`MAP_STATE` reads 0),
 /// as docs/migration.md asks of devices using the DMA API.
 const VMSTATE_DMA_TEST: VMStateDescription<DmaTestDevice> =
     VMStateDescriptionBuilder::<DmaTestDevice>::new()
