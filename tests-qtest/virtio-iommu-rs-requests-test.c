@@ -1012,13 +1012,14 @@ static void test_bad_head_tail(const TestCase *tc)
 
 /*
  * A batch whose second chain breaks the device (issue 14): one kick makes
- * a valid MAP and a chain with only 2 readable bytes available.  The MAP
- * is carried out, so it must be answered (used index + 1, status OK)
- * before the bad chain marks the device NEEDS_RESET; after the driver's
- * reset the mapping is still there (a virtio reset keeps domains), so the
- * same MAP is INVAL.
+ * a valid MAP and a bad chain available, either with only 2 readable
+ * bytes (the device's check) or with a readable buffer outside guest
+ * memory (the virtio core cannot map it, @unmappable).  The MAP is carried
+ * out, so it must be answered (used index + 1, status OK) before the bad
+ * chain marks the device NEEDS_RESET; after the driver's reset the mapping
+ * is still there (a virtio reset keeps domains), so the same MAP is INVAL.
  */
-static void test_answer_before_break(const TestCase *tc)
+static void answer_before_break(const TestCase *tc, bool unmappable)
 {
     const uint8_t expected = VIRTIO_CONFIG_S_ACKNOWLEDGE |
         VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK |
@@ -1049,7 +1050,13 @@ static void test_answer_before_break(const TestCase *tc)
     qtest_memset(m.qts, bad_in, IN_FILL, TAIL_SIZE);
     map_head = qvirtqueue_add(m.qts, vq, map_out, MAP_LEN, false, true);
     qvirtqueue_add(m.qts, vq, map_in, TAIL_SIZE, true, false);
-    bad_head = qvirtqueue_add(m.qts, vq, bad_out, 2, false, true);
+    /*
+     * Unmappable: 1 TiB, far above RAM, where nothing is; the core maps
+     * such a buffer through a bounce buffer of 4 KiB, which 12 KiB
+     * overflow.
+     */
+    bad_head = qvirtqueue_add(m.qts, vq, unmappable ? 1ULL << 40 : bad_out,
+                              unmappable ? 0x3000 : 2, false, true);
     qvirtqueue_add(m.qts, vq, bad_in, TAIL_SIZE, true, false);
 
     /*
@@ -1084,6 +1091,16 @@ static void test_answer_before_break(const TestCase *tc)
     iommu_driver_init(&m, REQUIRED_FEATURES);
     assert_status(map(&m, 1, 0x10000, 0x10fff, 0x200000, RW), S_INVAL);
     iommu_stop(&m);
+}
+
+static void test_answer_before_break(const TestCase *tc)
+{
+    answer_before_break(tc, false);
+}
+
+static void test_answer_before_unmappable(const TestCase *tc)
+{
+    answer_before_break(tc, true);
 }
 
 /* ---- the documented differences, per device ----------------------------- */
@@ -1649,6 +1666,7 @@ static const DeviceCase device_cases[] = {
     { "split-descriptors", test_split_descriptors },
     { "bad-head-tail", test_bad_head_tail },
     { "answer-before-break", test_answer_before_break },
+    { "answer-before-unmappable", test_answer_before_unmappable },
     { "difference-unmap-atomic", test_diff_unmap_atomic },
     { "difference-attach-reserved", test_diff_attach_reserved },
     { "difference-map-range", test_diff_map_range },
