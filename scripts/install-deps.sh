@@ -9,8 +9,9 @@ pkgs=(
     libslirp-dev flex bison device-tree-compiler python3-venv ccache
     # bindgen for the Rust bindings (Debian 12's 0.60 is enough for QEMU 10.2)
     bindgen libclang-dev
-    # firmware: SeaBIOS, iPXE option ROMs, kvmvapic/linuxboot/qboot
-    seabios ipxe-qemu qemu-system-data
+    # firmware: SeaBIOS, iPXE option ROMs, kvmvapic/linuxboot/qboot; UEFI
+    # for arm virt (the functional tests' ACPI/VIOT cells)
+    seabios ipxe-qemu qemu-system-data qemu-efi-aarch64
 )
 
 missing=()

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Boot the functional-test guest under QEMU and collect what it reports.
 
-One `GuestRun` is one QEMU process: q35 under TCG, the guest kernel and
-initramfs from scripts/guest/build-image.sh, optionally a virtio-iommu
-device (the C `virtio-iommu-pci` or the Rust `virtio-iommu-rs`), a fresh
+One `GuestRun` is one QEMU process: q35 under TCG (or, with arch="arm64",
+aarch64's virt machine, booted from the device tree or through UEFI), the
+guest kernel and initramfs from scripts/guest/build-image.sh, optionally a
+virtio-iommu device (the C `virtio-iommu-pci` or the Rust `virtio-iommu-rs`), a fresh
 scratch virtio-blk disk and a virtio-net NIC on a restricted slirp network
 whose only peer is tests-functional/netpeer.py. The guest's /init prints
 `RESULT <check> ok|fail key=value...` lines on the serial console and powers
@@ -28,6 +29,18 @@ ROOT = os.path.dirname(HERE)
 DEFAULT_QEMU = os.path.join(ROOT, "build", "bin", "qemu-system-x86_64")
 DEFAULT_GUEST = os.path.join(ROOT, "build", "guest")
 QBOOT = "/usr/share/qemu/qboot.rom"
+DEFAULT_QEMU_ARM64 = os.path.join(ROOT, "build", "bin", "qemu-system-aarch64")
+DEFAULT_GUEST_ARM64 = os.path.join(ROOT, "build", "guest-arm64")
+# UEFI for the virt machine, from Debian's qemu-efi-aarch64 package. Given
+# -kernel/-initrd/-append, its loader boots the kernel (EFI stub) with the
+# machine's ACPI tables, VIOT included.
+EFI_ARM64 = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"
+
+# The machine and console per guest architecture.
+ARCHES = {
+    "x86_64": {"machine": ["-M", "q35"], "console": "ttyS0"},
+    "arm64": {"machine": ["-M", "virt", "-cpu", "max"], "console": "ttyAMA0"},
+}
 
 # Where the guest reaches the host peer (slirp guestfwd; not a host port).
 NETPEER = "10.0.2.100:1234"
@@ -121,8 +134,13 @@ class GuestRun:
     def __init__(self, workdir, device=None, mode="strict", boot_bypass=True,
                  checks="iommu-driver,groups,disk,net,read", reads="1M:64", disk_mib=4,
                  net_kib=1024, qemu=DEFAULT_QEMU, guest=DEFAULT_GUEST, timeout=120,
-                 seed=None, disk_size_mib=256, watchdog=30, bypass_disk=False):
+                 seed=None, disk_size_mib=256, watchdog=30, bypass_disk=False,
+                 arch="x86_64", firmware=None):
         self.workdir = workdir
+        # The guest architecture (ARCHES) and, for arm64, firmware="uefi" to
+        # boot through UEFI and ACPI instead of the device tree (no firmware).
+        self.arch = arch
+        self.firmware = firmware
         # List the virtio-blk disk in the IOMMU's bypass-devices (by id).
         self.bypass_disk = bypass_disk
         self.device = device
@@ -152,16 +170,22 @@ class GuestRun:
         self.faults = []       # fault reports the guest driver logged
         self.kernel_input_bits = None  # from the driver's probe message
         self.argv = []
+        self.iommu_map = None  # arm64 DT boots: the PCIe node's iommu-map
 
     # -- command line -------------------------------------------------------
 
     def _append(self):
-        parts = ["console=ttyS0", "panic=-1", f"seed={self.seed}",
+        parts = [f"console={ARCHES[self.arch]['console']}", "panic=-1", f"seed={self.seed}",
                  f"check={self.checks}", f"read={self.reads}",
                  f"disk_mib={self.disk_mib}", f"net_kib={self.net_kib}",
                  f"netpeer={NETPEER}", f"watchdog={self.watchdog}"]
         if self.device:
             parts.insert(2, MODES[self.mode][0])
+        if self.firmware == "uefi":
+            # UEFI on virt installs QEMU's ACPI tables and no device tree
+            # (the EFI stub makes an empty one), so the kernel takes ACPI
+            # anyway; acpi=force makes that explicit: no fallback to a DT.
+            parts.insert(2, "acpi=force")
         return " ".join(parts)
 
     def build_argv(self, qmp_path, console="console.log", device=None, incoming=False):
@@ -173,7 +197,8 @@ class GuestRun:
         peer_cmd = " ".join(shlex.quote(a) for a in (
             shutil.which("python3") or "python3", os.path.join(HERE, "netpeer.py"),
             os.path.join(self.workdir, "netpeer.log"), self.seed))
-        argv = [self.qemu, "-M", "q35", "-accel", "tcg", "-m", "512", "-smp", "1",
+        argv = [self.qemu] + ARCHES[self.arch]["machine"] + [
+                "-accel", "tcg", "-m", "512", "-smp", "1",
                 "-nodefaults", "-display", "none", "-no-reboot",
                 "-kernel", os.path.join(self.guest, "vmlinuz"),
                 "-initrd", os.path.join(self.guest, "initramfs.gz"),
@@ -182,7 +207,12 @@ class GuestRun:
                 "-qmp", "unix:" + qmp_path]
         if incoming:
             argv += ["-incoming", "defer"]
-        if not self.boot_bypass:
+        if self.firmware == "uefi":
+            argv += ["-bios", EFI_ARM64]
+        elif self.arch != "x86_64":
+            # A device-tree boot: QEMU loads the kernel, no firmware does DMA.
+            pass
+        elif not self.boot_bypass:
             # With boot-bypass=off the IOMMU blocks DMA until the guest
             # driver configures it; SeaBIOS's own disk DMA then times out
             # (~60 s). qboot loads the kernel through fw_cfg and does no DMA.
@@ -196,7 +226,8 @@ class GuestRun:
             argv += ["-device", f"{device},id=iommu,"
                      f"boot-bypass={'on' if self.boot_bypass else 'off'}"]
         # iommu_platform=on makes the devices' DMA go through the IOMMU
-        # (VIRTIO_F_ACCESS_PLATFORM); q35 needs disable-legacy=on with it.
+        # (VIRTIO_F_ACCESS_PLATFORM); q35 needs disable-legacy=on with it
+        # (virt gets the same devices).
         argv += ["-drive", f"file={qemu_escape(disk)},format=raw,if=none,id=scratch",
                  "-device", "virtio-blk-pci,id=blk0,drive=scratch,iommu_platform=on,"
                             "disable-legacy=on",
@@ -235,6 +266,7 @@ class GuestRun:
         self.argv = self.build_argv(qmp_path)
         with open(os.path.join(self.workdir, "cmdline"), "w") as f:
             f.write(" ".join(shlex.quote(a) for a in self.argv) + "\n")
+        self.read_iommu_map()
         console = os.path.join(self.workdir, "console.log")
         stderr = open(os.path.join(self.workdir, "qemu.stderr"), "wb")
         t0 = time.monotonic()
@@ -306,6 +338,43 @@ class GuestRun:
             self.disk_sha256 = sha256(f.read(self.disk_mib * 1024 * 1024))
         os.unlink(disk)
         return self
+
+    def read_iommu_map(self):
+        """arm64 device-tree boots: the iommu-map QEMU gives the PCIe node
+        for this very command line (`-M virt,dumpdtb=`: QEMU writes the tree
+        it would boot with and exits), as [(rid-base, iommu-phandle,
+        iommu-base, length)]; written to iommu-map.txt. None if unavailable."""
+        if self.arch != "arm64" or self.firmware or not self.argv:
+            return None
+        dtb = os.path.join(self.workdir, "virt.dtb")
+        # The same machine and devices; no QMP, no console file (QEMU would
+        # truncate the guest's).
+        argv, it = [], iter(self.argv)
+        for a in it:
+            if a == "-qmp":
+                next(it)
+            elif a == "-serial":
+                argv += [a, "null"]
+                next(it)
+            else:
+                argv.append("virt,dumpdtb=" + qemu_escape(dtb) if a == "virt" else a)
+        try:
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30, check=True)
+            out = subprocess.run(["fdtget", "-t", "u", dtb, "/pcie@10000000", "iommu-map"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        finally:
+            if os.path.exists(dtb):
+                os.unlink(dtb)
+        cells = [int(x) for x in out.split()]
+        self.iommu_map = [tuple(cells[k:k + 4]) for k in range(0, len(cells) - 3, 4)]
+        with open(os.path.join(self.workdir, "iommu-map.txt"), "w") as f:
+            for rid, ph, base, n in self.iommu_map:
+                f.write(f"rid 0x{rid:04x}-0x{rid + n - 1:04x} -> iommu <{ph}> "
+                        f"0x{base:04x}\n")
+        return self.iommu_map
 
     def _read_console(self, path, pos, partial):
         try:

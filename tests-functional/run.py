@@ -10,6 +10,19 @@ One test per matrix cell, run one after the other (TCG on a 2-core machine):
     guest mode   iommu.strict=1 | iommu.strict=0 | iommu.passthrough=1
     boot-bypass  on (SeaBIOS) | off (qboot)
 
+and the same guest on aarch64's virt machine (-cpu max, TCG), booted from
+the device tree (-kernel, no firmware; the PCIe node's iommu-map routes
+the endpoints, there is no ACPI VIOT):
+
+    device       virtio-iommu-pci | virtio-iommu-rs
+    guest mode   strict | lazy | passthrough          (boot-bypass on)
+    plus         strict with boot-bypass off, for each device;
+                 virtio-iommu-rs strict, boot-bypass off, the disk in
+                 bypass-devices (left out of the iommu-map)
+
+and through UEFI (Debian's qemu-efi-aarch64, ACPI with a VIOT), strict, for
+each device.
+
 Every cell gets the same assertions, whatever the device; a cell whose
 device cannot pass yet fails with the reasons the guest and QEMU gave,
 it is never skipped.
@@ -22,9 +35,11 @@ there:
     source -> destination   rs:rs  c:rs  rs:c  c:c   (c = virtio-iommu-pci,
     boot-bypass             on | off                  rs = virtio-iommu-rs)
 
-    tests-functional/run.py [--device D]... [--mode M]... [--bypass on|off]...
+    tests-functional/run.py [--arch x86_64|arm64]... [--device D]... [--mode M]...
+                            [--bypass on|off]... [--boot dt|uefi]...
                             [--migration SRC:DST]... [--only-migration |
-                            --no-migration] [--qemu PATH] [--guest DIR] [--out DIR]
+                            --no-migration] [--qemu PATH] [--guest DIR]
+                            [--qemu-arm64 PATH] [--guest-arm64 DIR] [--out DIR]
 
 Ends with `functional: N passed, N failed`; the exit status is 1 when a
 cell failed. Console logs, QEMU command lines and stderr of every cell are
@@ -48,6 +63,25 @@ DEVICES = ["virtio-iommu-pci", "virtio-iommu-rs"]
 EXPECTED_INPUT_BITS = 39
 # granule=host (the default) on an x86 host: 4 KiB is the smallest page.
 EXPECTED_MIN_PAGE = 4096
+# virt gives both devices a 48-bit input range (its aw-bits default), and the
+# same 4 KiB smallest page (the host's).
+EXPECTED_INPUT_BITS_ARM64 = 48
+
+ARCHES = ["x86_64", "arm64"]
+
+
+def expected_input_bits(run):
+    return EXPECTED_INPUT_BITS_ARM64 if run.arch == "arm64" else EXPECTED_INPUT_BITS
+
+
+def expects_viot(run):
+    """q35 and a UEFI boot of virt describe the endpoints in an ACPI VIOT;
+    a device-tree boot of virt has no ACPI (the iommu-map does it)."""
+    return run.arch == "x86_64" or run.firmware == "uefi"
+
+
+def machine_of(run_arch, firmware):
+    return "q35" if run_arch == "x86_64" else "virt" + ("+uefi" if firmware else "")
 
 
 # One more cell: the disk in virtio-iommu-rs's bypass-devices (boot-bypass
@@ -109,9 +143,9 @@ def check_cell(run, mode):
                    f"ACPI VIOT table={d.get('viot')}, IOMMUs in /sys/class/iommu="
                    f"{d.get('iommus')}, virtio device ids={d.get('virtio-device-ids')})")
     else:
-        if d.get("input-bits") != str(EXPECTED_INPUT_BITS):
+        if d.get("input-bits") != str(expected_input_bits(run)):
             why.append(f"iommu-driver: input address width {d.get('input-bits')} bits, "
-                       f"expected {EXPECTED_INPUT_BITS}")
+                       f"expected {expected_input_bits(run)}")
         try:
             mask = int(d.get("page-mask", ""), 16)
             if mask & -mask != EXPECTED_MIN_PAGE:
@@ -119,8 +153,11 @@ def check_cell(run, mode):
                            f"{mask & -mask}, expected {EXPECTED_MIN_PAGE}")
         except ValueError:
             why.append(f"iommu-driver: unreadable page mask {d.get('page-mask')!r}")
-        if d.get("viot") != "yes":
+        if expects_viot(run) and d.get("viot") != "yes":
             why.append("iommu-driver: no ACPI VIOT table: endpoints are not described")
+        elif not expects_viot(run) and d.get("viot") != "no":
+            why.append("iommu-driver: an ACPI VIOT table on a device-tree boot (no "
+                       "firmware, so there should be no ACPI)")
     # Host side: the driver got as far as DRIVER_OK on the device.
     vs = run.virtio_status
     if vs is None:
@@ -137,8 +174,9 @@ def check_cell(run, mode):
             got = g.get(ep, "none")
             if ep == "blk" and run.bypass_disk:
                 if got != "none":
+                    table = "VIOT" if expects_viot(run) else "iommu-map"
                     why.append(f"groups: the virtio-blk device ({g.get('blk-pci')}) is in "
-                               f"bypass-devices but in IOMMU group {got}: the VIOT "
+                               f"bypass-devices but in IOMMU group {got}: the {table} "
                                "should leave it out")
                 continue
             if got == "none":
@@ -147,6 +185,25 @@ def check_cell(run, mode):
             elif got.partition(":")[2] != want_type:
                 why.append(f"groups: virtio-{ep} group {got}, expected type {want_type} "
                            f"for {guestvm.MODES[mode][0]}")
+
+    # 2b. arm64 device-tree boots: the iommu-map QEMU wrote for the same
+    # command line routes the endpoints the guest saw to the IOMMU, except a
+    # disk in bypass-devices.
+    if g and run.arch == "arm64" and not run.firmware:
+        if run.iommu_map is None:
+            why.append("iommu-map: could not read the PCIe node's iommu-map "
+                       "(-M virt,dumpdtb= and fdtget)")
+        else:
+            for ep in ("blk", "net"):
+                rid = requester_id(g.get(ep + "-pci", ""))
+                if rid is None:
+                    continue
+                mapped = any(b <= rid < b + n for b, _, _, n in run.iommu_map)
+                want = not (ep == "blk" and run.bypass_disk)
+                if mapped != want:
+                    why.append(f"iommu-map: requester id 0x{rid:04x} (virtio-{ep}) is "
+                               f"{'' if mapped else 'not '}mapped to the IOMMU "
+                               f"({iommu_map_str(run.iommu_map)})")
 
     # 3. The disk: what the guest read back, and what the host finds in the
     # image afterwards, both equal to the host's own rendition of the pattern.
@@ -242,6 +299,19 @@ def check_migration(run):
     return why
 
 
+def requester_id(bdf):
+    """'0000:00:02.0' -> 0x0010 (bus << 8 | slot << 3 | function)."""
+    m = re.fullmatch(r"[0-9a-f]{4}:([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])", bdf)
+    if not m:
+        return None
+    return int(m.group(1), 16) << 8 | int(m.group(2), 16) << 3 | int(m.group(3))
+
+
+def iommu_map_str(m):
+    """The requester ids an iommu-map routes to the IOMMU, as ranges."""
+    return "rids " + ",".join(f"{b:04x}-{b + n - 1:04x}" for b, _, _, n in m)
+
+
 def read_stderr(run, name=None, empty="(no stderr)"):
     name = name or getattr(run, "stderr_name", "qemu.stderr")
     try:
@@ -256,10 +326,13 @@ def summary_of(run):
     bits = []
     d = r.get("iommu-driver", {})
     if d.get("status") == "ok":
-        bits.append(f"input-bits={d.get('input-bits')} page-mask={d.get('page-mask')}")
+        bits.append(f"input-bits={d.get('input-bits')} page-mask={d.get('page-mask')}"
+                    + (f" viot={d.get('viot')}" if run.arch != "x86_64" else ""))
     g = r.get("groups")
     if g:
         bits.append(f"groups blk={g.get('blk')} net={g.get('net')}")
+    if run.arch == "arm64" and run.iommu_map:
+        bits.append("iommu-map " + iommu_map_str(run.iommu_map))
     for rd in r.get("read", []):
         bits.append(f"read {rd.get('bs')} {rd.get('read-MBps')} MB/s")
     return ", ".join(bits)
@@ -293,6 +366,26 @@ def migration_summary(run):
     return bits
 
 
+def arm64_cells(a):
+    """The virt cells, as ("arm64", device, mode, boot-bypass, disk bypassed,
+    firmware), narrowed by --device, --mode and --bypass like the q35 ones.
+    A device-tree boot has no firmware doing DMA, so boot-bypass=off costs
+    nothing there (no qboot needed)."""
+    devs, modes = a.device or DEVICES, a.mode or list(guestvm.MODES)
+    bypasses = a.bypass or ["on", "off"]
+    boots = a.boot or ["dt", "uefi"]
+    cells = []
+    if "dt" in boots and "on" in bypasses:
+        cells += [("arm64", d, m, "on", False, None) for d in devs for m in modes]
+    if "dt" in boots and "off" in bypasses and "strict" in modes:
+        cells += [("arm64", d, "strict", "off", False, None) for d in devs]
+        if "virtio-iommu-rs" in devs:
+            cells.append(("arm64", "virtio-iommu-rs", "strict", "off", True, None))
+    if "uefi" in boots and "on" in bypasses and "strict" in modes:
+        cells += [("arm64", d, "strict", "on", False, "uefi") for d in devs]
+    return cells
+
+
 def run_migration_cell(a, workdir, src, dst, bypass):
     run = migration.MigrationRun(workdir, src, dst, mode="strict",
                                  boot_bypass=(bypass == "on"), qemu=a.qemu,
@@ -308,6 +401,9 @@ def run_migration_cell(a, workdir, src, dst, bypass):
 
 def main():
     ap = argparse.ArgumentParser(description="virtio-iommu functional tests (TCG guest)")
+    ap.add_argument("--arch", action="append", choices=ARCHES,
+                    help="guest architecture (repeatable; default: both): x86_64 on q35 "
+                         "(and the migration cells), arm64 on virt")
     ap.add_argument("--device", action="append", choices=DEVICES,
                     help="device under test (repeatable; default: both)")
     ap.add_argument("--mode", action="append", choices=list(guestvm.MODES),
@@ -327,32 +423,59 @@ def main():
                       help="run no migration cell")
     ap.add_argument("--qemu", default=guestvm.DEFAULT_QEMU)
     ap.add_argument("--guest", default=guestvm.DEFAULT_GUEST)
+    ap.add_argument("--boot", action="append", choices=["dt", "uefi"],
+                    help="arm64 cells: boot from the device tree (-kernel, no firmware) "
+                         "or through UEFI and ACPI (repeatable; default: both)")
+    ap.add_argument("--qemu-arm64", default=guestvm.DEFAULT_QEMU_ARM64)
+    ap.add_argument("--guest-arm64", default=guestvm.DEFAULT_GUEST_ARM64)
     ap.add_argument("--out", default=os.path.join(guestvm.ROOT, "build", "functional"))
     ap.add_argument("--timeout", type=int, default=90,
                     help="per cell, seconds (the guest's own watchdog fires at 30 s after "
                          "/init); migration cells get 30 s more and a 60 s watchdog")
     a = ap.parse_args()
+    arches = a.arch or ARCHES
+    x86 = "x86_64" in arches
 
-    for f in ("vmlinuz", "initramfs.gz"):
-        if not os.path.exists(os.path.join(a.guest, f)):
-            sys.exit(f"functional: {a.guest}/{f} missing: run scripts/guest/build-image.sh")
-    if not os.access(a.qemu, os.X_OK):
-        sys.exit(f"functional: no emulator at {a.qemu} (make build)")
-    if "off" in (a.bypass or ["off"]) and not os.path.exists(guestvm.QBOOT):
-        sys.exit(f"functional: boot-bypass=off cells need {guestvm.QBOOT} (qemu-system-data)")
+    if x86:
+        for f in ("vmlinuz", "initramfs.gz"):
+            if not os.path.exists(os.path.join(a.guest, f)):
+                sys.exit(f"functional: {a.guest}/{f} missing: run scripts/guest/build-image.sh")
+        if not os.access(a.qemu, os.X_OK):
+            sys.exit(f"functional: no emulator at {a.qemu} (make build)")
+        if "off" in (a.bypass or ["off"]) and not os.path.exists(guestvm.QBOOT):
+            sys.exit(f"functional: boot-bypass=off cells need {guestvm.QBOOT} "
+                     "(qemu-system-data)")
 
-    cells = [c + (False,) for c in itertools.product(
-        a.device or DEVICES, a.mode or list(guestvm.MODES), a.bypass or ["on", "off"])]
-    dev, mode, bypass = BYPASS_DISK_CELL
-    if dev in (a.device or DEVICES) and mode in (a.mode or guestvm.MODES) \
-            and bypass in (a.bypass or ["off"]):
-        cells.append(BYPASS_DISK_CELL + (True,))
+    cells = []
+    if x86:
+        cells = [c + (False,) for c in itertools.product(
+            a.device or DEVICES, a.mode or list(guestvm.MODES), a.bypass or ["on", "off"])]
+        dev, mode, bypass = BYPASS_DISK_CELL
+        if dev in (a.device or DEVICES) and mode in (a.mode or guestvm.MODES) \
+                and bypass in (a.bypass or ["off"]):
+            cells.append(BYPASS_DISK_CELL + (True,))
+    if "arm64" in arches:
+        arm = arm64_cells(a)
+        if arm:
+            for f in ("Image", "initramfs.gz"):
+                if not os.path.exists(os.path.join(a.guest_arm64, f)):
+                    sys.exit(f"functional: {a.guest_arm64}/{f} missing: run "
+                             "make guest-image-arm64")
+            if not os.access(a.qemu_arm64, os.X_OK):
+                sys.exit(f"functional: no emulator at {a.qemu_arm64} (make build)")
+            if any(c[5] for c in arm) and not os.path.exists(guestvm.EFI_ARM64):
+                sys.exit(f"functional: the UEFI cells need {guestvm.EFI_ARM64} "
+                         "(qemu-efi-aarch64)")
+        cells += arm
     # Migration cells: in the whole matrix (no option narrowing it), when
     # named by --migration, or all those --device allows with --only-migration.
     # Narrowing the matrix by --device/--mode/--bypass alone leaves them out.
+    # The migration cells are q35's: none when --arch leaves x86_64 out.
     if a.only_migration:
         cells = []
-    if a.migration:
+    if not x86:
+        pairs = []
+    elif a.migration:
         pairs = a.migration
     elif a.only_migration or not (a.no_migration or a.device or a.mode or a.bypass):
         pairs = [p for p in MIGRATIONS
@@ -384,19 +507,34 @@ def main():
                 print(f"PASS  {run.wall:5.1f} s  {summary_of(run)}")
             for b in migration_summary(run):
                 print(f"        {b}")
-            rows.append((f"migrate {LABEL[src]}->{LABEL[dst]}", "strict", bypass,
+            rows.append(("q35", f"migrate {LABEL[src]}->{LABEL[dst]}", "strict", bypass,
                          "PASS" if not why else "FAIL", run.wall, ""))
             sys.stdout.flush()
             continue
-        dev, mode, bypass, bypass_disk = cell
-        name = f"{dev}-{mode}-bypass-{bypass}" + ("-disk-bypassed" if bypass_disk else "")
-        extra = " bypass-devices=[disk]" if bypass_disk else ""
-        print(f"[{i:2}/{len(cells)}] {dev:16} {mode:11} boot-bypass={bypass:3}{extra} ... ",
-              end="", flush=True)
-        run = guestvm.GuestRun(os.path.join(a.out, name), device=dev, mode=mode,
-                               boot_bypass=(bypass == "on"), qemu=a.qemu,
-                               guest=a.guest, timeout=a.timeout,
-                               bypass_disk=bypass_disk).run()
+        if cell[0] == "arm64":
+            _, dev, mode, bypass, bypass_disk, firmware = cell
+            name = (f"arm64-{dev}-{mode}-bypass-{bypass}" + ("-uefi" if firmware else "")
+                    + ("-disk-bypassed" if bypass_disk else ""))
+            extra = " bypass-devices=[disk]" if bypass_disk else ""
+            boot = "UEFI/ACPI" if firmware else "DT"
+            print(f"[{i:2}/{len(cells)}] arm64 virt {boot:9} {dev:16} {mode:11} "
+                  f"boot-bypass={bypass:3}{extra} ... ", end="", flush=True)
+            run = guestvm.GuestRun(os.path.join(a.out, name), device=dev, mode=mode,
+                                   boot_bypass=(bypass == "on"), qemu=a.qemu_arm64,
+                                   guest=a.guest_arm64, timeout=a.timeout,
+                                   bypass_disk=bypass_disk, arch="arm64",
+                                   firmware=firmware)
+        else:
+            dev, mode, bypass, bypass_disk = cell
+            name = f"{dev}-{mode}-bypass-{bypass}" + ("-disk-bypassed" if bypass_disk else "")
+            extra = " bypass-devices=[disk]" if bypass_disk else ""
+            print(f"[{i:2}/{len(cells)}] {dev:16} {mode:11} boot-bypass={bypass:3}{extra} ... ",
+                  end="", flush=True)
+            run = guestvm.GuestRun(os.path.join(a.out, name), device=dev, mode=mode,
+                                   boot_bypass=(bypass == "on"), qemu=a.qemu,
+                                   guest=a.guest, timeout=a.timeout,
+                                   bypass_disk=bypass_disk)
+        run = run.run()
         why = check_cell(run, mode)
         if why:
             failed += 1
@@ -407,14 +545,16 @@ def main():
         else:
             passed += 1
             print(f"PASS  {run.wall:5.1f} s  {summary_of(run)}")
-        rows.append((dev, mode, bypass + ("+disk" if bypass_disk else ""),
+        rows.append((machine_of(run.arch, run.firmware), dev, mode,
+                     bypass + ("+disk" if bypass_disk else ""),
                      "PASS" if not why else "FAIL", run.wall, summary_of(run)))
         sys.stdout.flush()
 
     print()
-    print(f"{'device':16} {'mode':11} {'bypass':6} {'result':6} {'boot-to-pass':>12}")
-    for dev, mode, bypass, res, wall, _ in rows:
-        print(f"{dev:16} {mode:11} {bypass:6} {res:6} {wall:10.1f} s")
+    print(f"{'machine':9} {'device':16} {'mode':11} {'bypass':8} {'result':6} "
+          f"{'boot-to-pass':>12}")
+    for machine, dev, mode, bypass, res, wall, _ in rows:
+        print(f"{machine:9} {dev:16} {mode:11} {bypass:8} {res:6} {wall:10.1f} s")
     print(f"functional: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
