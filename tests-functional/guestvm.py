@@ -242,18 +242,24 @@ class GuestRun:
 
     # -- running -------------------------------------------------------------
 
-    def run(self):
+    def _fresh_workdir(self, outputs):
+        """Remove an earlier run's `outputs` from the work directory and
+        make a fresh, sparse, all-zero disk (its path is returned): nothing
+        from an earlier run can make this one pass, and no two runs share
+        an image."""
         os.makedirs(self.workdir, exist_ok=True)
-        for f in ("console.log", "netpeer.log", "qemu.stderr"):
+        for f in outputs:
             try:
                 os.unlink(os.path.join(self.workdir, f))
             except FileNotFoundError:
                 pass
         disk = os.path.join(self.workdir, "scratch.raw")
-        # A fresh, sparse, all-zero disk per run: nothing from an earlier
-        # run can make this one pass, and no two QEMUs share an image.
         with open(disk, "wb") as f:
             f.truncate(self.disk_size_mib * 1024 * 1024)
+        return disk
+
+    def run(self):
+        disk = self._fresh_workdir(("console.log", "netpeer.log", "qemu.stderr"))
 
         qmp_path = os.path.join(self.workdir, "qmp.sock")
         if os.path.exists(qmp_path):

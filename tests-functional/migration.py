@@ -119,16 +119,9 @@ class MigrationRun(guestvm.GuestRun):
         return proc.returncode
 
     def run(self):
-        os.makedirs(self.workdir, exist_ok=True)
-        for f in ("console.log", "console-dst.log", "guest.log", "netpeer.log",
-                  "qemu.stderr", "qemu-dst.stderr", "migration.json"):
-            try:
-                os.unlink(os.path.join(self.workdir, f))
-            except FileNotFoundError:
-                pass
-        disk = os.path.join(self.workdir, "scratch.raw")
-        with open(disk, "wb") as f:
-            f.truncate(self.disk_size_mib * 1024 * 1024)
+        disk = self._fresh_workdir(("console.log", "console-dst.log", "guest.log",
+                             "netpeer.log", "qemu.stderr", "qemu-dst.stderr",
+                             "migration.json"))
         mig_sock = os.path.join(self.workdir, "migrate.sock")
         if os.path.exists(mig_sock):
             os.unlink(mig_sock)
