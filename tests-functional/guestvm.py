@@ -242,6 +242,19 @@ class GuestRun:
 
     # -- running -------------------------------------------------------------
 
+    @staticmethod
+    def _stop(proc, qmp):
+        """Ask QEMU to quit, kill it if it does not within 5 s."""
+        if proc.poll() is None:
+            try:
+                if qmp:
+                    qmp.cmd("quit")
+                proc.wait(5)
+            except (OSError, RuntimeError, EOFError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
     def _fresh_workdir(self, outputs):
         """Remove an earlier run's `outputs` from the work directory and
         make a fresh, sparse, all-zero disk (its path is returned): nothing
@@ -316,13 +329,7 @@ class GuestRun:
                     break
                 time.sleep(0.1)
             if self.timed_out:
-                try:
-                    if qmp:
-                        qmp.cmd("quit")
-                    proc.wait(5)
-                except (OSError, RuntimeError, EOFError, subprocess.TimeoutExpired):
-                    proc.kill()
-                    proc.wait()
+                self._stop(proc, qmp)
             self.wall = time.monotonic() - t0
             self.exit_code = proc.returncode
             self._read_console(console, pos, partial + "\n")

@@ -105,18 +105,6 @@ class MigrationRun(guestvm.GuestRun):
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         return proc, err
 
-    @staticmethod
-    def _stop(proc, qmp):
-        """Ask QEMU to quit, kill it if it does not within 5 s."""
-        if proc.poll() is None:
-            try:
-                if qmp:
-                    qmp.cmd("quit")
-                proc.wait(5)
-            except (OSError, RuntimeError, EOFError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-        return proc.returncode
 
     def run(self):
         disk = self._fresh_workdir(("console.log", "console-dst.log", "guest.log",
