@@ -22,6 +22,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -261,6 +262,10 @@ class GuestRun:
         from an earlier run can make this one pass, and no two runs share
         an image."""
         os.makedirs(self.workdir, exist_ok=True)
+        # Unix sockets live in a short directory of their own: a socket
+        # path is limited to 107 bytes, and a work directory under a deep
+        # checkout (CI's, for one) can be longer than that.
+        self.sockdir = tempfile.mkdtemp(prefix="viommu-")
         for f in outputs:
             try:
                 os.unlink(os.path.join(self.workdir, f))
@@ -274,9 +279,7 @@ class GuestRun:
     def run(self):
         disk = self._fresh_workdir(("console.log", "netpeer.log", "qemu.stderr"))
 
-        qmp_path = os.path.join(self.workdir, "qmp.sock")
-        if os.path.exists(qmp_path):
-            os.unlink(qmp_path)
+        qmp_path = os.path.join(self.sockdir, "qmp.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(qmp_path)
         listener.listen(1)
@@ -341,6 +344,7 @@ class GuestRun:
                 qmp.close()
             listener.close()
             stderr.close()
+            shutil.rmtree(self.sockdir, ignore_errors=True)
 
         peer_log = os.path.join(self.workdir, "netpeer.log")
         if os.path.exists(peer_log):

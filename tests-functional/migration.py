@@ -26,6 +26,7 @@ migration.json (both sides' last query-migrate)."""
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import time
@@ -90,8 +91,6 @@ class MigrationRun(guestvm.GuestRun):
     # -- running -------------------------------------------------------------
 
     def _listen(self, path):
-        if os.path.exists(path):
-            os.unlink(path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.bind(path)
         s.listen(1)
@@ -110,14 +109,11 @@ class MigrationRun(guestvm.GuestRun):
         disk = self._fresh_workdir(("console.log", "console-dst.log", "guest.log",
                              "netpeer.log", "qemu.stderr", "qemu-dst.stderr",
                              "migration.json"))
-        mig_sock = os.path.join(self.workdir, "migrate.sock")
-        if os.path.exists(mig_sock):
-            os.unlink(mig_sock)
-
-        src_l = self._listen(os.path.join(self.workdir, "qmp.sock"))
-        dst_l = self._listen(os.path.join(self.workdir, "qmp-dst.sock"))
-        self.argv = self.build_argv(os.path.join(self.workdir, "qmp.sock"))
-        dst_argv = self.build_argv(os.path.join(self.workdir, "qmp-dst.sock"),
+        mig_sock = os.path.join(self.sockdir, "migrate.sock")
+        src_l = self._listen(os.path.join(self.sockdir, "qmp.sock"))
+        dst_l = self._listen(os.path.join(self.sockdir, "qmp-dst.sock"))
+        self.argv = self.build_argv(os.path.join(self.sockdir, "qmp.sock"))
+        dst_argv = self.build_argv(os.path.join(self.sockdir, "qmp-dst.sock"),
                                    console="console-dst.log", device=self.dest_device,
                                    incoming=True)
         src_console = os.path.join(self.workdir, "console.log")
@@ -159,6 +155,7 @@ class MigrationRun(guestvm.GuestRun):
             for x in (src_l, dst_l, src_err, dst_err):
                 if x:
                     x.close()
+            shutil.rmtree(self.sockdir, ignore_errors=True)
         if self.wall is None:
             self.wall = time.monotonic() - t0
         with open(os.path.join(self.workdir, "migration.json"), "w") as f:
