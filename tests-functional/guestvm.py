@@ -136,7 +136,7 @@ class GuestRun:
                  checks="iommu-driver,groups,disk,net,read", reads="1M:64", disk_mib=4,
                  net_kib=1024, qemu=DEFAULT_QEMU, guest=DEFAULT_GUEST, timeout=120,
                  seed=None, disk_size_mib=256, watchdog=30, bypass_disk=False,
-                 arch="x86_64", firmware=None):
+                 arch="x86_64", firmware=None, disk_bus="pci", noncoherent_disk=False):
         self.workdir = workdir
         # The guest architecture (ARCHES) and, for arm64, firmware="uefi" to
         # boot through UEFI and ACPI instead of the device tree (no firmware).
@@ -144,6 +144,10 @@ class GuestRun:
         self.firmware = firmware
         # List the virtio-blk disk in the IOMMU's bypass-devices (by id).
         self.bypass_disk = bypass_disk
+        # arm64: the disk on a virtio-mmio transport ("mmio") instead of PCI,
+        # optionally in the IOMMU's noncoherent-devices.
+        self.disk_bus = disk_bus
+        self.noncoherent_disk = noncoherent_disk
         self.device = device
         self.mode = mode
         self.boot_bypass = boot_bypass
@@ -218,20 +222,32 @@ class GuestRun:
             # driver configures it; SeaBIOS's own disk DMA then times out
             # (~60 s). qboot loads the kernel through fw_cfg and does no DMA.
             argv += ["-bios", QBOOT]
-        if device and self.bypass_disk:
+        if device and (self.bypass_disk or self.noncoherent_disk):
             # An array property needs the JSON form of -device.
-            argv += ["-device", json.dumps({
-                "driver": device, "id": "iommu", "boot-bypass": self.boot_bypass,
-                "bypass-devices": ["blk0"]})]
+            props = {"driver": device, "id": "iommu", "boot-bypass": self.boot_bypass}
+            if self.bypass_disk:
+                props["bypass-devices"] = ["blk0"]
+            if self.noncoherent_disk:
+                props["noncoherent-devices"] = ["blk0"]
+            argv += ["-device", json.dumps(props)]
         elif device:
             argv += ["-device", f"{device},id=iommu,"
                      f"boot-bypass={'on' if self.boot_bypass else 'off'}"]
         # iommu_platform=on makes the devices' DMA go through the IOMMU
         # (VIRTIO_F_ACCESS_PLATFORM); q35 needs disable-legacy=on with it
         # (virt gets the same devices).
-        argv += ["-drive", f"file={qemu_escape(disk)},format=raw,if=none,id=scratch",
-                 "-device", "virtio-blk-pci,id=blk0,drive=scratch,iommu_platform=on,"
-                            "disable-legacy=on",
+        argv += ["-drive", f"file={qemu_escape(disk)},format=raw,if=none,id=scratch"]
+        if self.disk_bus == "mmio":
+            # A modern transport (a legacy one cannot negotiate
+            # VIRTIO_F_ACCESS_PLATFORM); JSON, so that QEMU creates the disk
+            # after the IOMMU, as the IOMMU must come first.
+            argv += ["-global", "virtio-mmio.force-legacy=false",
+                     "-device", json.dumps({"driver": "virtio-blk-device", "id": "blk0",
+                                            "drive": "scratch", "iommu_platform": True})]
+        else:
+            argv += ["-device", "virtio-blk-pci,id=blk0,drive=scratch,iommu_platform=on,"
+                                "disable-legacy=on"]
+        argv += [
                  # restrict=on: no route out of the VM; the guestfwd -cmd is the
                  # only thing the guest can talk to.
                  "-netdev", f"user,id=net0,restrict=on,guestfwd=tcp:{NETPEER}-cmd:"

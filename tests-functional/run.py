@@ -80,6 +80,26 @@ def expects_viot(run):
     return run.arch == "x86_64" or run.firmware == "uefi"
 
 
+def disk_translated(run):
+    """Whether the disk's DMA goes through the IOMMU: not when bypass-devices
+    names it, nor on a virtio-mmio transport behind the C device (it
+    manages PCI devices only)."""
+    return not run.bypass_disk and not (run.disk_bus == "mmio"
+                                        and run.device != "virtio-iommu-rs")
+
+
+def disk_label(run):
+    """How the results table names a disk off PCI."""
+    if run.disk_bus == "pci":
+        return ""
+    return " mmio-nc" if run.noncoherent_disk else " mmio"
+
+
+def disk_untranslated_why(run):
+    return ("in bypass-devices" if run.bypass_disk
+            else f"virtio-mmio behind {run.device}, which manages PCI only")
+
+
 def machine_of(run_arch, firmware):
     return "q35" if run_arch == "x86_64" else "virt" + ("+uefi" if firmware else "")
 
@@ -172,12 +192,12 @@ def check_cell(run, mode):
     if g:
         for ep in ("blk", "net"):
             got = g.get(ep, "none")
-            if ep == "blk" and run.bypass_disk:
+            if ep == "blk" and not disk_translated(run):
                 if got != "none":
-                    table = "VIOT" if expects_viot(run) else "iommu-map"
-                    why.append(f"groups: the virtio-blk device ({g.get('blk-pci')}) is in "
-                               f"bypass-devices but in IOMMU group {got}: the {table} "
-                               "should leave it out")
+                    table = "VIOT" if expects_viot(run) else "device tree"
+                    why.append(f"groups: the virtio-blk device ({g.get('blk-pci')}) is not "
+                               f"behind the IOMMU ({disk_untranslated_why(run)}) but in "
+                               f"IOMMU group {got}: the {table} should leave it out")
                 continue
             if got == "none":
                 why.append(f"groups: the virtio-{ep} device ({g.get(ep + '-pci')}) is in "
@@ -240,7 +260,29 @@ def check_cell(run, mode):
     elif peers[0].get("received_sha256") != tx_want:
         why.append("net: the host peer received other bytes than the guest sent")
 
-    # 5. The read figure is informative; the read itself must work.
+    # 5. virtio-mmio disks: how the firmware described the disk, and the
+    # guest's DMA layer acting on it (swiotlb bounces for non-coherent DMA).
+    c = r.get("coherency")
+    if c:
+        want_of = ("none" if run.firmware else
+                   "dma-noncoherent" if run.noncoherent_disk else "dma-coherent")
+        if c.get("of") != want_of:
+            why.append(f"coherency: the disk's device-tree node says {c.get('of')}, "
+                       f"expected {want_of}")
+        want_iommus = "yes" if disk_translated(run) and not run.firmware else "no"
+        if c.get("iommus") != want_iommus:
+            why.append(f"coherency: the disk's node has iommus={c.get('iommus')}, "
+                       f"expected {want_iommus}")
+        hw = c.get("swiotlb-hiwater", "none")
+        bounced = hw.isdigit() and int(hw) > 0
+        if not hw.isdigit():
+            why.append(f"coherency: no swiotlb figure from debugfs ({hw})")
+        elif bounced != run.noncoherent_disk:
+            why.append(f"coherency: swiotlb high-water mark {hw} slots: a "
+                       f"{'non-' if run.noncoherent_disk else ''}coherent disk should "
+                       f"{'' if run.noncoherent_disk else 'not '}bounce its small buffers")
+
+    # 6. The read figure is informative; the read itself must work.
     for rd in r.get("read", []):
         if rd["status"] != "ok":
             why.append(f"read: O_DIRECT read failed ({rd})")
@@ -368,21 +410,33 @@ def migration_summary(run):
 
 def arm64_cells(a):
     """The virt cells, as ("arm64", device, mode, boot-bypass, disk bypassed,
-    firmware), narrowed by --device, --mode and --bypass like the q35 ones.
-    A device-tree boot has no firmware doing DMA, so boot-bypass=off costs
-    nothing there (no qboot needed)."""
+    firmware, disk), narrowed by --device, --mode and --bypass like the q35
+    ones. disk: "pci", "mmio" (virtio-blk on a virtio-mmio transport) or
+    "mmio-nc" (the same, in noncoherent-devices). A device-tree boot has no
+    firmware doing DMA, so boot-bypass=off costs nothing there (no qboot)."""
     devs, modes = a.device or DEVICES, a.mode or list(guestvm.MODES)
     bypasses = a.bypass or ["on", "off"]
     boots = a.boot or ["dt", "uefi"]
+    rs = "virtio-iommu-rs" in devs
     cells = []
     if "dt" in boots and "on" in bypasses:
-        cells += [("arm64", d, m, "on", False, None) for d in devs for m in modes]
+        cells += [("arm64", d, m, "on", False, None, "pci") for d in devs for m in modes]
+    if "dt" in boots and "on" in bypasses and "strict" in modes:
+        # virtio-mmio endpoints: behind virtio-iommu-rs, coherent and not;
+        # the C device manages PCI only, so its virtio-mmio disk is direct.
+        cells += [("arm64", d, "strict", "on", False, None, "mmio") for d in devs]
+        if rs:
+            cells.append(("arm64", "virtio-iommu-rs", "strict", "on", False, None, "mmio-nc"))
     if "dt" in boots and "off" in bypasses and "strict" in modes:
-        cells += [("arm64", d, "strict", "off", False, None) for d in devs]
-        if "virtio-iommu-rs" in devs:
-            cells.append(("arm64", "virtio-iommu-rs", "strict", "off", True, None))
+        cells += [("arm64", d, "strict", "off", False, None, "pci") for d in devs]
+        if rs:
+            cells.append(("arm64", "virtio-iommu-rs", "strict", "off", True, None, "pci"))
+            cells.append(("arm64", "virtio-iommu-rs", "strict", "off", True, None, "mmio"))
     if "uefi" in boots and "on" in bypasses and "strict" in modes:
-        cells += [("arm64", d, "strict", "on", False, "uefi") for d in devs]
+        cells += [("arm64", d, "strict", "on", False, "uefi", "pci") for d in devs]
+        if rs:
+            cells.append(("arm64", "virtio-iommu-rs", "strict", "on", False, "uefi",
+                          "mmio-nc"))
     return cells
 
 
@@ -512,10 +566,13 @@ def main():
             sys.stdout.flush()
             continue
         if cell[0] == "arm64":
-            _, dev, mode, bypass, bypass_disk, firmware = cell
+            _, dev, mode, bypass, bypass_disk, firmware, disk = cell
             name = (f"arm64-{dev}-{mode}-bypass-{bypass}" + ("-uefi" if firmware else "")
-                    + ("-disk-bypassed" if bypass_disk else ""))
-            extra = " bypass-devices=[disk]" if bypass_disk else ""
+                    + ("-disk-bypassed" if bypass_disk else "")
+                    + ("" if disk == "pci" else f"-disk-{disk}"))
+            extra = (" bypass-devices=[disk]" if bypass_disk else "") + {
+                "pci": "", "mmio": " disk on virtio-mmio",
+                "mmio-nc": " disk on virtio-mmio, noncoherent-devices=[disk]"}[disk]
             boot = "UEFI/ACPI" if firmware else "DT"
             print(f"[{i:2}/{len(cells)}] arm64 virt {boot:9} {dev:16} {mode:11} "
                   f"boot-bypass={bypass:3}{extra} ... ", end="", flush=True)
@@ -523,7 +580,11 @@ def main():
                                    boot_bypass=(bypass == "on"), qemu=a.qemu_arm64,
                                    guest=a.guest_arm64, timeout=a.timeout,
                                    bypass_disk=bypass_disk, arch="arm64",
-                                   firmware=firmware)
+                                   firmware=firmware,
+                                   disk_bus="pci" if disk == "pci" else "mmio",
+                                   noncoherent_disk=(disk == "mmio-nc"))
+            if disk != "pci":
+                run.checks += ",coherency"
         else:
             dev, mode, bypass, bypass_disk = cell
             name = f"{dev}-{mode}-bypass-{bypass}" + ("-disk-bypassed" if bypass_disk else "")
@@ -546,15 +607,15 @@ def main():
             passed += 1
             print(f"PASS  {run.wall:5.1f} s  {summary_of(run)}")
         rows.append((machine_of(run.arch, run.firmware), dev, mode,
-                     bypass + ("+disk" if bypass_disk else ""),
+                     bypass + ("+disk" if bypass_disk else "") + disk_label(run),
                      "PASS" if not why else "FAIL", run.wall, summary_of(run)))
         sys.stdout.flush()
 
     print()
-    print(f"{'machine':9} {'device':16} {'mode':11} {'bypass':8} {'result':6} "
+    print(f"{'machine':9} {'device':16} {'mode':11} {'bypass':16} {'result':6} "
           f"{'boot-to-pass':>12}")
     for machine, dev, mode, bypass, res, wall, _ in rows:
-        print(f"{machine:9} {dev:16} {mode:11} {bypass:8} {res:6} {wall:10.1f} s")
+        print(f"{machine:9} {dev:16} {mode:11} {bypass:16} {res:6} {wall:10.1f} s")
     print(f"functional: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -36,13 +36,13 @@ use virtio_iommu_core::{
     device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
-    NotifierEvent,
+    NoncoherentDevices, NotifierEvent,
 };
 
 use crate::{TYPE_VIRTIO_IOMMU_RS_DEVICE, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION};
 
 mod endpoints;
-use endpoints::Endpoint;
+use endpoints::{Endpoint, MmioTransport};
 mod live_migration;
 
 /// Entries in each virtqueue, as in the C device.
@@ -84,6 +84,9 @@ pub struct VirtioIommu {
     /// like `reserved-regions`.
     bypass_count: u32,
     bypass_entries: *mut *mut c_char,
+    /// `noncoherent-devices`: an array of device ids, owned likewise.
+    noncoherent_count: u32,
+    noncoherent_entries: *mut *mut c_char,
 
     /// The root bus the proxy sits on, set before realize: the IOMMU
     /// serves its devices.
@@ -98,6 +101,11 @@ pub struct VirtioIommu {
     /// `page_size_mask`'s granule minus one, for translation.
     granule_mask: AtomicU64,
     endpoints: BqlRefCell<Vec<Endpoint>>,
+    /// The virtio-mmio transports the machine offered, with the endpoint
+    /// id it gave each (arm virt; none on q35).
+    mmio_transports: BqlRefCell<Vec<MmioTransport>>,
+    /// `noncoherent-devices`, parsed at realize.
+    noncoherent: BqlRefCell<NoncoherentDevices>,
     /// Whether `bypass-devices` has been checked against the devices that
     /// exist (at the first system reset, once machine creation is done).
     bypass_checked: BqlCell<bool>,
@@ -147,6 +155,11 @@ unsafe impl DevicePropertiesImpl for VirtioIommu {
             offset_of!(VirtioIommu, bypass_count),
             offset_of!(VirtioIommu, bypass_entries),
         ),
+        string_array_property(
+            c"noncoherent-devices",
+            offset_of!(VirtioIommu, noncoherent_count),
+            offset_of!(VirtioIommu, noncoherent_entries),
+        ),
     ];
 }
 
@@ -187,6 +200,8 @@ impl VirtioIommu {
         uninit_field_mut!(*this, core).write(Mutex::new(None));
         uninit_field_mut!(*this, granule_mask).write(AtomicU64::new(0));
         uninit_field_mut!(*this, endpoints).write(BqlRefCell::new(Vec::new()));
+        uninit_field_mut!(*this, mmio_transports).write(BqlRefCell::new(Vec::new()));
+        uninit_field_mut!(*this, noncoherent).write(BqlRefCell::new(NoncoherentDevices::default()));
         uninit_field_mut!(*this, bypass_checked).write(BqlCell::new(false));
     }
 
@@ -222,7 +237,14 @@ impl VirtioIommu {
     /// Check every property and compute the config space; no side effect,
     /// so a refused command line leaves nothing to clean up.
     #[allow(clippy::type_complexity)]
-    fn config_from_properties(&self) -> Result<(Config, Vec<ReservedRegion>, Vec<BypassDevice>)> {
+    fn config_from_properties(
+        &self,
+    ) -> Result<(
+        Config,
+        Vec<ReservedRegion>,
+        Vec<BypassDevice>,
+        NoncoherentDevices,
+    )> {
         let granule =
             Granule::from_qapi(self.granule).ok_or(PropertyError::Granule(self.granule))?;
         let config = Config::new(self.aw_bits, granule, host_page_size(), self.boot_bypass)?;
@@ -230,16 +252,21 @@ impl VirtioIommu {
             parse_reserved_regions(&Self::string_array(self.resv_count, self.resv_entries))?;
         let bypass =
             parse_bypass_devices(&Self::string_array(self.bypass_count, self.bypass_entries))?;
-        Ok((config, regions, bypass))
+        let noncoherent = NoncoherentDevices::parse(&Self::string_array(
+            self.noncoherent_count,
+            self.noncoherent_entries,
+        ))?;
+        Ok((config, regions, bypass, noncoherent))
     }
 
     fn realize(&self) -> Result<()> {
-        let (config, regions, bypass_devices) = self.config_from_properties()?;
+        let (config, regions, bypass_devices, noncoherent) = self.config_from_properties()?;
         let bus = self
             .primary_bus
             .get()
             .ok_or_else(|| util::Error::msg("virtio-iommu-rs is not attached to any PCI bus"))?;
         self.config.set(config);
+        *self.noncoherent.borrow_mut() = noncoherent;
         // The smallest page size is the mask's lowest set bit.
         let granule = config.page_size_mask & config.page_size_mask.wrapping_neg();
         self.granule_mask
@@ -269,7 +296,12 @@ impl VirtioIommu {
         if self.bypass_checked.replace(true) {
             return;
         }
-        if let Some(Err(e)) = self.with_core(|core| core.check_bypass_devices()) {
+        let machine_describes = !self.mmio_transports.borrow().is_empty();
+        let noncoherent = self.noncoherent.borrow().unmatched(machine_describes);
+        if let Some(Err(e)) = self
+            .with_core(|core| core.check_bypass_devices())
+            .map(|bypass| bypass.and(noncoherent))
+        {
             let err = util::Error::msg(format!("virtio-iommu-rs: {e}"));
             // SAFETY: error_fatal is QEMU's global "report and exit(1)"
             // destination; propagating to it does not return.

@@ -18,7 +18,7 @@ use qom::{prelude::*, ObjectImpl, ParentField};
 use util::{ensure, Result};
 use virtio::{
     bindings::{VirtIOIOMMUPCIInterfaceClass, VirtIOPCIProxy as RawProxy},
-    interface, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass, VirtioPciProxyImpl,
+    interface, VirtIOMMIOProxy, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass, VirtioPciProxyImpl,
     CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
 };
 
@@ -60,10 +60,11 @@ impl VirtioIommuPci {
         let misc = DeviceCategory::DEVICE_CATEGORY_MISC as usize;
         dc.categories[misc / 64] |= 1 << (misc % 64);
 
-        // The virtio-iommu interface's method, asked by the ACPI VIOT
-        // builder. QOM gives each implementing class its own copy of the
-        // interface class, initialized before this class_init runs; it is
-        // found by casting the class to the interface.
+        // The virtio-iommu interface's methods, asked by the machine (its
+        // device tree and ACPI tables). QOM gives each implementing class
+        // its own copy of the interface class, initialized before this
+        // class_init runs; it is found by casting the class to the
+        // interface.
         // SAFETY: klass is a valid class whose type lists the interface
         // (INTERFACES below), so the cast returns its
         // VirtIOIOMMUPCIInterfaceClass, which patch 0004 declares.
@@ -75,6 +76,9 @@ impl VirtioIommuPci {
             .cast::<VirtIOIOMMUPCIInterfaceClass>();
             if let Some(iface) = iface.as_mut() {
                 iface.pci_device_bypassed = Some(rust_pci_device_bypassed);
+                iface.attach_virtio_mmio = Some(rust_attach_virtio_mmio);
+                iface.virtio_mmio_translated = Some(rust_virtio_mmio_translated);
+                iface.virtio_mmio_noncoherent = Some(rust_virtio_mmio_noncoherent);
             }
         }
     }
@@ -91,6 +95,58 @@ unsafe extern "C" fn rust_pci_device_bypassed(
     // plugged into a bus.
     let (this, dev) = unsafe { (&*iommu.cast::<VirtioIommuPci>(), &*dev.cast::<PCIDevice>()) };
     this.vdev.pci_device_bypassed(dev)
+}
+
+/// `VirtIOIOMMUPCIInterfaceClass::attach_virtio_mmio`: the machine offers
+/// a virtio-mmio transport as endpoint `endpoint`.
+unsafe extern "C" fn rust_attach_virtio_mmio(
+    iommu: *mut qom::bindings::Object,
+    transport: *mut virtio::bindings::VirtIOMMIOProxy,
+    endpoint: u32,
+    errp: *mut *mut util::bindings::Error,
+) -> bool {
+    // SAFETY: the machine calls this, under the BQL, with an instance of
+    // this type (the one implementing the interface) and one of its
+    // virtio-mmio transports, which live as long as the machine.
+    let (this, transport) = unsafe {
+        (
+            &*iommu.cast::<VirtioIommuPci>(),
+            &*transport.cast::<VirtIOMMIOProxy>(),
+        )
+    };
+    let result = this.vdev.attach_virtio_mmio(transport, endpoint);
+    // SAFETY: errp is the machine's error destination for this plug.
+    unsafe { util::Error::bool_or_propagate(result, errp) }
+}
+
+/// `VirtIOIOMMUPCIInterfaceClass::virtio_mmio_translated`.
+unsafe extern "C" fn rust_virtio_mmio_translated(
+    iommu: *mut qom::bindings::Object,
+    transport: *mut virtio::bindings::VirtIOMMIOProxy,
+) -> bool {
+    // SAFETY: as for rust_attach_virtio_mmio.
+    let (this, transport) = unsafe {
+        (
+            &*iommu.cast::<VirtioIommuPci>(),
+            &*transport.cast::<VirtIOMMIOProxy>(),
+        )
+    };
+    this.vdev.virtio_mmio_translated(transport)
+}
+
+/// `VirtIOIOMMUPCIInterfaceClass::virtio_mmio_noncoherent`.
+unsafe extern "C" fn rust_virtio_mmio_noncoherent(
+    iommu: *mut qom::bindings::Object,
+    transport: *mut virtio::bindings::VirtIOMMIOProxy,
+) -> bool {
+    // SAFETY: as for rust_attach_virtio_mmio.
+    let (this, transport) = unsafe {
+        (
+            &*iommu.cast::<VirtioIommuPci>(),
+            &*transport.cast::<VirtIOMMIOProxy>(),
+        )
+    };
+    this.vdev.virtio_mmio_noncoherent(transport)
 }
 
 qom_isa!(VirtioIommuPci: VirtIOPCIProxy, pci::PCIDevice, hwcore::DeviceState, Object);

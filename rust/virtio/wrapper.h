@@ -13,6 +13,7 @@ typedef enum memory_order {
 #include "qemu/osdep.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-pci.h"
+#include "hw/virtio/virtio-mmio.h"
 #include "hw/virtio/virtio-iommu.h"
 #include "hw/qdev-properties-system.h"
 #include "system/reset.h"

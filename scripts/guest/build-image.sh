@@ -71,6 +71,8 @@ SUITE=trixie
 # each module's own .modinfo, as the package ships no modules.dep) and orders
 # them; virtio_iommu comes first on purpose, see init.
 MODULES="virtio_iommu virtio_blk virtio_net"
+# arm virt's virtio-mmio transports (devices behind virtio-iommu-rs there).
+[ "$ARCH" = arm64 ] && MODULES="$MODULES virtio_mmio"
 
 log() { echo "build-image: $*" >&2; }
 

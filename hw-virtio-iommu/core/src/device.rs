@@ -200,6 +200,20 @@ impl Device {
     /// Whether a `bypass-devices` element names `device` (a question, not
     /// a registration: for firmware tables built before the device has its
     /// endpoint).
+    /// Register the endpoint of a virtio-mmio device, named only by its
+    /// qdev id (`qdev_id`): unmanaged if a `bypass-devices` element names
+    /// it. Returns whether it is unmanaged.
+    pub fn add_mmio_endpoint(&mut self, endpoint: u32, qdev_id: Option<&str>) -> bool {
+        self.add_pci_endpoint(
+            endpoint,
+            &PciDeviceRef {
+                id: qdev_id,
+                root_bus: None,
+                devfn: 0,
+            },
+        )
+    }
+
     pub fn names_unmanaged(&self, device: &PciDeviceRef<'_>) -> bool {
         self.config
             .bypass_devices

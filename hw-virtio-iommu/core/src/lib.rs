@@ -29,6 +29,7 @@
 )]
 
 pub mod bypass;
+pub mod coherency;
 pub mod config;
 pub mod device;
 pub mod events;
@@ -43,6 +44,7 @@ pub mod status;
 pub mod translate;
 
 pub use bypass::{BypassDevice, PciDeviceRef};
+pub use coherency::NoncoherentDevices;
 pub use device::{Device, DeviceConfig, Reply, Response};
 pub use events::{aligned_blocks, NotifierEvent, Perm};
 pub use fault::{Fault, FaultDelivery, FaultQueue, FaultReason};

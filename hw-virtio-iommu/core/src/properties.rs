@@ -72,6 +72,10 @@ pub enum PropertyError {
     ReservedRegionSyntax { index: usize, text: String },
     BypassDeviceSyntax { index: usize, text: String },
     BypassDeviceUnmatched { index: usize, text: String },
+    NoncoherentSyntax { index: usize, text: String },
+    NoncoherentPci { index: usize, text: String },
+    NoncoherentUnmatched { index: usize, text: String },
+    NoncoherentMachine { index: usize, text: String },
 }
 
 impl fmt::Display for PropertyError {
@@ -107,6 +111,29 @@ impl fmt::Display for PropertyError {
                 "bypass-devices element {index} '{text}' names no PCI device behind \
                  this IOMMU when the machine starts (a PCI address names a device \
                  on a root bus; name devices behind a bridge by their id)"
+            ),
+            Self::NoncoherentSyntax { index, ref text } => write!(
+                f,
+                "noncoherent-devices element {index} '{text}' is not a device id \
+                 (a letter, then letters, digits, '-', '.' or '_')"
+            ),
+            Self::NoncoherentPci { index, ref text } => write!(
+                f,
+                "noncoherent-devices element {index} '{text}' is a PCI address: a PCI \
+                 device's DMA coherency is its host bridge's, which QEMU describes as \
+                 coherent; name virtio-mmio devices by their id"
+            ),
+            Self::NoncoherentUnmatched { index, ref text } => write!(
+                f,
+                "noncoherent-devices element {index} '{text}' names no device plugged \
+                 into a virtio-mmio transport (a PCI device's DMA coherency is its host \
+                 bridge's, which QEMU describes as coherent)"
+            ),
+            Self::NoncoherentMachine { index, ref text } => write!(
+                f,
+                "noncoherent-devices element {index} '{text}': this machine describes \
+                 every device's DMA as coherent (only arm virt's virtio-mmio devices can \
+                 be described otherwise)"
             ),
         }
     }

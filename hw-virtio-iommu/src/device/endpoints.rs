@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-//! The PCI devices behind the IOMMU: their DMA address spaces, the
-//! translation of their accesses, and passing on what the core reports
+//! The devices behind the IOMMU (PCI devices, and virtio-mmio devices
+//! where the machine offers their transports): their DMA address spaces,
+//! the translation of their accesses, and passing on what the core reports
 //! (notifier events, faults).
 
 use std::ptr::NonNull;
@@ -13,21 +14,38 @@ use iommu::{
 use pci::{bindings::AddressSpace, PCIBus, PCIDevice, PCIDeviceMethods, PciIommu};
 use qom::ObjectType;
 use util::Result;
-use virtio::VirtIODeviceMethods;
+use virtio::{VirtIODeviceMethods, VirtIOMMIOProxy, VirtioMmioIommu};
 use virtio_iommu_core::{
-    aligned_blocks, Access, FaultDelivery, NotifierEvent, PciDeviceRef, Perm, Translated,
+    aligned_blocks, Access, Device, FaultDelivery, NotifierEvent, PciDeviceRef, Perm, Translated,
 };
 
 use super::VirtioIommu;
 use crate::TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION;
 
-/// A PCI device behind the IOMMU. Its endpoint id is its requester id,
-/// which depends on the bus number the guest gives its bus, so it is
-/// recomputed before requests are handled.
+/// Where a device behind the IOMMU sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    /// A PCI device. Its endpoint id is its requester id, which depends on
+    /// the bus number the guest gives its bus, so it is recomputed before
+    /// requests are handled.
+    Pci { bus: NonNull<PCIBus>, devfn: u8 },
+    /// The device plugged into a virtio-mmio transport; its endpoint id is
+    /// the one the machine gave the transport, for good.
+    Mmio(NonNull<VirtIOMMIOProxy>),
+}
+
+/// A virtio-mmio transport the machine offered the IOMMU
+/// (`attach_virtio_mmio`), with the endpoint id its firmware tables use.
+#[derive(Debug)]
+pub(super) struct MmioTransport {
+    transport: NonNull<VirtIOMMIOProxy>,
+    endpoint: u32,
+}
+
+/// A device behind the IOMMU.
 #[derive(Debug)]
 pub(super) struct Endpoint {
-    bus: NonNull<PCIBus>,
-    devfn: u8,
+    slot: Slot,
     /// The id the core and the IOMMU region know it by.
     id: u32,
     /// Named by `bypass-devices`: its address space is the bypass alias
@@ -72,8 +90,11 @@ impl VirtioIommu {
         let mut endpoints = self.endpoints.borrow_mut();
         let mut changed = false;
         for ep in endpoints.iter_mut() {
+            let Slot::Pci { bus, devfn } = ep.slot else {
+                continue;
+            };
             // SAFETY: buses outlive the devices plugged into them.
-            let id = requester_id(unsafe { ep.bus.as_ref() }, ep.devfn);
+            let id = requester_id(unsafe { bus.as_ref() }, devfn);
             if id == ep.id {
                 continue;
             }
@@ -212,19 +233,97 @@ impl VirtioIommu {
     }
 }
 
+impl VirtioIommu {
+    /// The address space of the device at `slot`, created the first time
+    /// it is asked for: an endpoint `id` the core manages unless
+    /// `bypass-devices` names the device (`add` registers it with the core
+    /// and says whether it is unmanaged).
+    fn endpoint_space(
+        &self,
+        slot: Slot,
+        id: u32,
+        name: &str,
+        add: impl FnOnce(&mut Device) -> bool,
+    ) -> *mut AddressSpace {
+        if let Some(ep) = self.endpoints.borrow().iter().find(|e| e.slot == slot) {
+            return ep.space.as_ptr().cast();
+        }
+        let (unmanaged, bypass) = self
+            .with_core(|core| {
+                let unmanaged = add(core);
+                (unmanaged, core.endpoint_bypassed(id))
+            })
+            .unwrap_or((false, true));
+        let space = EndpointAddressSpace::new(
+            self,
+            // SAFETY: the device outlives the regions it owns.
+            unsafe { self.as_object_mut_ptr() },
+            TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION,
+            name,
+            id,
+            unmanaged || bypass,
+        );
+        let ptr = space.as_ptr().cast();
+        self.endpoints.borrow_mut().push(Endpoint {
+            slot,
+            id,
+            unmanaged,
+            space,
+        });
+        ptr
+    }
+
+    /// The machine offers the virtio-mmio transport `transport` as
+    /// endpoint `endpoint`: its device, once plugged, does DMA through
+    /// this IOMMU if it was told to (`iommu_platform=on`). A device plugged
+    /// already keeps the address space it got, system memory: refused if
+    /// it asked for the IOMMU, which it would silently go past.
+    pub(crate) fn attach_virtio_mmio(
+        &self,
+        transport: &VirtIOMMIOProxy,
+        endpoint: u32,
+    ) -> Result<()> {
+        util::ensure!(
+            transport.device_wants_iommu() != Some(true),
+            "the virtio-mmio device {} (iommu_platform=on) was created before \
+             virtio-iommu-rs and cannot use it: create the IOMMU first (-device \
+             options in JSON are created after the others)",
+            transport.device_id().map_or_else(
+                || format!("at endpoint 0x{endpoint:x}"),
+                |id| format!("'{id}'")
+            )
+        );
+        self.mmio_transports.borrow_mut().push(MmioTransport {
+            transport: NonNull::from(transport),
+            endpoint,
+        });
+        transport.setup_iommu(self);
+        Ok(())
+    }
+
+    /// Whether the device in `transport` does DMA through the IOMMU, for
+    /// the device tree's `iommus` and the VIOT: it asked for its address
+    /// space and `bypass-devices` does not name it.
+    pub(crate) fn virtio_mmio_translated(&self, transport: &VirtIOMMIOProxy) -> bool {
+        let slot = Slot::Mmio(NonNull::from(transport));
+        self.endpoints
+            .borrow()
+            .iter()
+            .any(|e| e.slot == slot && !e.unmanaged)
+    }
+
+    /// Whether the device in `transport` is described non-coherent
+    /// (`noncoherent-devices` names it).
+    pub(crate) fn virtio_mmio_noncoherent(&self, transport: &VirtIOMMIOProxy) -> bool {
+        let id = transport.device_id();
+        self.noncoherent.borrow_mut().describe(id.as_deref())
+    }
+}
+
 impl PciIommu for VirtioIommu {
     /// Each device on the bus gets its own address space; the IOMMU learns
     /// its endpoints this way, as the C device does.
     fn address_space(&self, bus: &PCIBus, devfn: u8) -> *mut AddressSpace {
-        let bus_ptr = NonNull::from(bus);
-        if let Some(ep) = self
-            .endpoints
-            .borrow()
-            .iter()
-            .find(|e| e.bus == bus_ptr && e.devfn == devfn)
-        {
-            return ep.space.as_ptr().cast();
-        }
         let id = requester_id(bus, devfn);
         // A cold-plugged device is on its bus by now; a hot-plugged one is
         // not yet, so only its address can name it.
@@ -234,31 +333,38 @@ impl PciIommu for VirtioIommu {
             root_bus: bus.is_root().then(|| bus.bus_num()),
             devfn,
         };
-        let (unmanaged, bypass) = self
-            .with_core(|core| {
-                let unmanaged = core.add_pci_endpoint(id, &device);
-                (unmanaged, core.endpoint_bypassed(id))
-            })
-            .unwrap_or((false, true));
         let name = format!("virtio-iommu-rs-{:02x}.{:x}", devfn >> 3, devfn & 7);
-        let space = EndpointAddressSpace::new(
-            self,
-            // SAFETY: the device outlives the regions it owns.
-            unsafe { self.as_object_mut_ptr() },
-            TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION,
-            &name,
-            id,
-            unmanaged || bypass,
-        );
-        let ptr = space.as_ptr().cast();
-        self.endpoints.borrow_mut().push(Endpoint {
-            bus: bus_ptr,
+        let slot = Slot::Pci {
+            bus: NonNull::from(bus),
             devfn,
-            id,
-            unmanaged,
-            space,
-        });
-        ptr
+        };
+        self.endpoint_space(slot, id, &name, |core| core.add_pci_endpoint(id, &device))
+    }
+}
+
+impl VirtioMmioIommu for VirtioIommu {
+    /// The device being plugged into an offered transport gets its own
+    /// address space, at the endpoint id the machine gave the transport.
+    fn address_space(
+        &self,
+        transport: &VirtIOMMIOProxy,
+    ) -> Option<NonNull<virtio::bindings::AddressSpace>> {
+        let slot = Slot::Mmio(NonNull::from(transport));
+        // Only offered transports are set up to ask.
+        let id = self
+            .mmio_transports
+            .borrow()
+            .iter()
+            .find(|t| t.transport == NonNull::from(transport))?
+            .endpoint;
+        let qdev_id = transport.device_id();
+        let name = format!("virtio-iommu-rs-mmio-{id:x}");
+        NonNull::new(
+            self.endpoint_space(slot, id, &name, |core| {
+                core.add_mmio_endpoint(id, qdev_id.as_deref())
+            })
+            .cast(),
+        )
     }
 }
 

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 //! Rust bindings for QEMU's virtio devices and their virtio-pci proxies:
-//! subclass `TYPE_VIRTIO_DEVICE` and `TYPE_VIRTIO_PCI` from Rust.
+//! subclass `TYPE_VIRTIO_DEVICE` and `TYPE_VIRTIO_PCI` from Rust, and put
+//! virtio-mmio transports behind an IOMMU.
 
 pub mod bindings;
 
 mod device;
 pub use device::*;
+
+mod mmio;
+pub use mmio::*;
 
 mod pci;
 pub use pci::*;
