@@ -12,8 +12,9 @@ QEMU       := $(QEMU_BUILD)/qemu-system-x86_64
 QEMU_ARM   := $(QEMU_BUILD)/qemu-system-aarch64
 QTESTS     := virtio-iommu-rs-test virtio-iommu-rs-requests-test virtio-iommu-rs-translate-test \
               virtio-iommu-rs-dma-test virtio-iommu-rs-migration-test
-# The same, on aarch64's virt machine (the first is about q35's wiring)
-QTESTS_ARM := $(filter-out virtio-iommu-rs-test,$(QTESTS))
+# The same, on aarch64's virt machine (the first is about q35's wiring),
+# and virt's virtio-mmio endpoints
+QTESTS_ARM := $(filter-out virtio-iommu-rs-test,$(QTESTS)) virtio-iommu-rs-mmio-test
 # Built with the qtests (it uses libqos) but run only by `make bench`.
 BENCH      := virtio-iommu-rs-bench
 # A wrapper with the same name as the emulator (libqtest reads the target
@@ -65,7 +66,7 @@ qemu: $(QEMU_BUILD)/build.ninja
 
 build: $(QEMU_BUILD)/build.ninja $(QEMU_RUN) $(QEMU_ARM_RUN)
 	ninja -C $(QEMU_BUILD) -j$(JOBS) qemu-system-x86_64 qemu-system-aarch64 \
-		$(addprefix tests/qtest/,$(QTESTS) $(BENCH))
+		$(addprefix tests/qtest/,$(sort $(QTESTS) $(QTESTS_ARM)) $(BENCH))
 
 $(QEMU_RUN): Makefile
 	mkdir -p $(dir $@)

@@ -180,4 +180,114 @@ static inline void iommu_write_bypass(QVirtioPCIDevice *dev, uint8_t value)
                    value);
 }
 
+/* ---- starting QEMU and expecting an outcome ------------------------------ */
+
+/*
+ * Run QEMU (the machine of machine_args(), then @extra_args) with the
+ * device described by @fmt and expect @outcome, for example a refusal to
+ * start: a normal exit with status 1 (not a crash) and @expected_msg on
+ * stderr.
+ *
+ * QEMU also gets a QMP monitor whose input is a file asking it to quit.  If
+ * the device is wrongly accepted, QEMU then exits 0 as soon as the main loop
+ * runs instead of hanging the test forever.
+ */
+typedef enum QemuOutcome {
+    QEMU_STARTS,        /* starts, then quits cleanly on QMP "quit" */
+    QEMU_REFUSES,       /* exits with status 1 and expected_msg on stderr */
+    QEMU_ABORTS,        /* killed by SIGABRT (a known C-device bug) */
+} QemuOutcome;
+
+static inline void G_GNUC_PRINTF(4, 5)
+assert_qemu_outcome(QemuOutcome outcome, const char *expected_msg,
+                    const char *extra_args, const char *fmt, ...)
+{
+    static const char qmp_quit[] =
+        "{ \"execute\": \"qmp_capabilities\" }\n"
+        "{ \"execute\": \"quit\" }\n";
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func(g_free);
+    g_auto(GStrv) qemu_argv = NULL;
+    g_auto(GStrv) machine_argv = NULL;
+    g_autofree char *device_arg = NULL;
+    g_autofree char *qmp_file = NULL;
+    g_autofree char *out = NULL;
+    g_autofree char *errout = NULL;
+    int wait_status;
+    va_list ap;
+    int fd;
+
+    va_start(ap, fmt);
+    device_arg = g_strdup_vprintf(fmt, ap);
+    va_end(ap);
+    g_test_message("-device %s", device_arg);
+
+    fd = g_file_open_tmp("virtio-iommu-rs-test-XXXXXX", &qmp_file, &err);
+    g_assert_no_error(err);
+    close(fd);
+    g_file_set_contents(qmp_file, qmp_quit, -1, &err);
+    g_assert_no_error(err);
+
+    /* QTEST_QEMU_BINARY may carry arguments: libqtest runs it via sh -c */
+    g_shell_parse_argv(qtest_qemu_binary(NULL), NULL, &qemu_argv, &err);
+    g_assert_no_error(err);
+    for (char **arg = qemu_argv; *arg; arg++) {
+        g_ptr_array_add(argv, g_strdup(*arg));
+    }
+    g_shell_parse_argv(machine_args(), NULL, &machine_argv, &err);
+    g_assert_no_error(err);
+    for (char **arg = machine_argv; *arg; arg++) {
+        g_ptr_array_add(argv, g_strdup(*arg));
+    }
+    g_ptr_array_add(argv, g_strdup("-accel"));
+    g_ptr_array_add(argv, g_strdup("qtest"));
+    g_ptr_array_add(argv, g_strdup("-display"));
+    g_ptr_array_add(argv, g_strdup("none"));
+    g_ptr_array_add(argv, g_strdup("-nodefaults"));
+    g_ptr_array_add(argv, g_strdup("-S"));
+    g_ptr_array_add(argv, g_strdup("-chardev"));
+    g_ptr_array_add(argv, g_strdup_printf("file,id=qmp,path=/dev/null,"
+                                          "input-path=%s", qmp_file));
+    g_ptr_array_add(argv, g_strdup("-mon"));
+    g_ptr_array_add(argv, g_strdup("chardev=qmp,mode=control"));
+    if (extra_args) {
+        g_auto(GStrv) extra = NULL;
+
+        g_shell_parse_argv(extra_args, NULL, &extra, &err);
+        g_assert_no_error(err);
+        for (char **arg = extra; *arg; arg++) {
+            g_ptr_array_add(argv, g_strdup(*arg));
+        }
+    }
+    g_ptr_array_add(argv, g_strdup("-device"));
+    g_ptr_array_add(argv, g_strdup(device_arg));
+    g_ptr_array_add(argv, NULL);
+
+    /* Capture stdout too: anything QEMU prints must not corrupt TAP output */
+    g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_SEARCH_PATH,
+                 NULL, NULL, &out, &errout, &wait_status, &err);
+    unlink(qmp_file);
+    g_assert_no_error(err);
+
+    g_test_message("QEMU stderr: %s", errout);
+    switch (outcome) {
+    case QEMU_STARTS:
+        g_assert_true(WIFEXITED(wait_status));
+        g_assert_cmpint(WEXITSTATUS(wait_status), ==, 0);
+        break;
+    case QEMU_REFUSES:
+        g_assert_true(WIFEXITED(wait_status));
+        g_assert_cmpint(WEXITSTATUS(wait_status), ==, 1);
+        g_assert_nonnull(strstr(errout, expected_msg));
+        break;
+    case QEMU_ABORTS:
+        g_assert_true(WIFSIGNALED(wait_status));
+        g_assert_cmpint(WTERMSIG(wait_status), ==, SIGABRT);
+        break;
+    }
+}
+
+#define assert_qemu_refuses(msg, ...) \
+    assert_qemu_outcome(QEMU_REFUSES, msg, NULL, __VA_ARGS__)
+
 #endif
