@@ -18,8 +18,8 @@ use qom::{prelude::*, ObjectImpl, ParentField};
 use util::{ensure, Result};
 use virtio::{
     bindings::{VirtIOIOMMUPCIInterfaceClass, VirtIOPCIProxy as RawProxy},
-    interface, VirtIOMMIOProxy, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass, VirtioPciProxyImpl,
-    CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
+    interface, VirtIOMMIOProxy, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass,
+    VirtioPciProxyImpl, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
 };
 
 use crate::{device::VirtioIommu, TYPE_VIRTIO_IOMMU_RS};

@@ -44,6 +44,3 @@ include!(concat!(env!("OUT_DIR"), "/bindings.inc.rs"));
 // SAFETY: a VMStateDescription-like vtable of function pointers and constants.
 unsafe impl Send for VirtioDeviceClass {}
 unsafe impl Sync for VirtioDeviceClass {}
-
-// SAFETY: a table of function pointers, all None when zeroed.
-unsafe impl common::Zeroable for VirtIOMMIOIOMMUOps {}

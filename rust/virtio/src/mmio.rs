@@ -7,7 +7,7 @@
 
 use std::{ffi::CStr, marker::PhantomData, ptr::NonNull};
 
-use common::{Opaque, Zeroable};
+use common::Opaque;
 use system::bindings::address_space_memory;
 
 use crate::bindings::{self, AddressSpace};
@@ -39,7 +39,7 @@ unsafe extern "C" fn rust_get_address_space<T: VirtioMmioIommu>(
     let (iommu, proxy) = unsafe { (&*opaque.cast::<T>(), &*proxy.cast::<VirtIOMMIOProxy>()) };
     iommu
         .address_space(proxy)
-        .map_or((&raw mut address_space_memory).cast(), NonNull::as_ptr)
+        .map_or_else(|| (&raw mut address_space_memory).cast(), NonNull::as_ptr)
 }
 
 /// The `VirtIOMMIOIOMMUOps` vtable for a `T`, a constant promoted to a
@@ -49,7 +49,6 @@ struct IommuOps<T>(PhantomData<T>);
 impl<T: VirtioMmioIommu> IommuOps<T> {
     const OPS: bindings::VirtIOMMIOIOMMUOps = bindings::VirtIOMMIOIOMMUOps {
         get_address_space: Some(rust_get_address_space::<T>),
-        ..Zeroable::ZERO
     };
 }
 
@@ -78,7 +77,10 @@ impl VirtIOMMIOProxy {
         // until it is unrealized.
         unsafe {
             let kid = (*self.as_ptr()).bus.parent_obj.children.tqh_first;
-            kid.as_ref()?.child.cast::<bindings::VirtIODevice>().as_ref()
+            kid.as_ref()?
+                .child
+                .cast::<bindings::VirtIODevice>()
+                .as_ref()
         }
     }
 
