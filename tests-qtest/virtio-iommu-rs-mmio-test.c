@@ -16,6 +16,7 @@
 #include "standard-headers/linux/virtio_ring.h"
 #include "virtio-iommu-rs-queue.h"
 #include "virtio-iommu-rs-edu.h"
+#include "virtio-iommu-rs-stream.h"
 
 #define REQUIRED_FEATURES 0
 
@@ -64,15 +65,17 @@ typedef struct MmioRig {
  * members @props) and a virtio-rng on a modern virtio-mmio transport with
  * the qdev id rng0, created after the IOMMU.
  */
+#define RNG_ARGS "-global virtio-mmio.force-legacy=false " \
+    "-device '{\"driver\":\"virtio-rng-device\",\"id\":\"rng0\"," \
+    "\"iommu_platform\":true}'"
+
 static void mrig_start(MmioRig *t, const char *device, bool boot_bypass,
                        const char *props)
 {
     g_autofree char *all = g_strdup_printf(",\"boot-bypass\":%s%s",
                                            boot_bypass ? "true" : "false",
                                            props);
-    const char *args = "-global virtio-mmio.force-legacy=false "
-        "-device '{\"driver\":\"virtio-rng-device\",\"id\":\"rng0\","
-        "\"iommu_platform\":true}'";
+    const char *args = RNG_ARGS;
     QTestState *qts;
 
     memset(t, 0, sizeof(*t));
@@ -166,9 +169,10 @@ static void rng_driver_init(MmioRig *t, uint64_t rings)
 
 /*
  * Hand the rng one device-writable buffer of BUF_LEN at @buf (its DMA
- * address), through the rings in guest RAM at t->gpa, and kick it.
+ * address), through the rings in guest RAM at t->gpa, and kick it: the
+ * @n-th request (from 1), always in descriptor 0.
  */
-static void rng_request(MmioRig *t, uint64_t buf)
+static void rng_request_n(MmioRig *t, uint64_t buf, uint16_t n)
 {
     QTestState *qts = t->r.iommu.qts;
     uint8_t desc[16];
@@ -178,26 +182,38 @@ static void rng_request(MmioRig *t, uint64_t buf)
     stw_le_p(desc + 12, VRING_DESC_F_WRITE);
     stw_le_p(desc + 14, 0);
     qtest_memwrite(qts, t->gpa, desc, sizeof(desc));
-    qtest_writew(qts, t->gpa + AVAIL_OFF + 4, 0);       /* ring[0] = desc 0 */
-    qtest_writew(qts, t->gpa + AVAIL_OFF + 2, 1);       /* idx */
+    /* ring[n - 1] = descriptor 0, then the index */
+    qtest_writew(qts, t->gpa + AVAIL_OFF + 4 + 2 * ((n - 1) % QSIZE), 0);
+    qtest_writew(qts, t->gpa + AVAIL_OFF + 2, n);
     mreg_set(t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
 }
 
-/* Wait for the rng's answer in the used ring; false if none came */
-static bool rng_wait_used(MmioRig *t)
+static void rng_request(MmioRig *t, uint64_t buf)
+{
+    rng_request_n(t, buf, 1);
+}
+
+/* Wait for the rng's @n-th answer in the used ring; false if none came */
+static bool rng_wait_used_n(MmioRig *t, uint16_t n)
 {
     QTestState *qts = t->r.iommu.qts;
     gint64 deadline = g_get_monotonic_time() + RNG_TIMEOUT_US;
+    uint64_t elem = t->gpa + USED_OFF + 4 + 8 * ((n - 1) % QSIZE);
 
-    while (qtest_readw(qts, t->gpa + USED_OFF + 2) != 1) {
+    while (qtest_readw(qts, t->gpa + USED_OFF + 2) != n) {
         if (g_get_monotonic_time() > deadline) {
             return false;
         }
         qtest_clock_step(qts, 1000 * 1000);
     }
-    g_assert_cmpuint(qtest_readl(qts, t->gpa + USED_OFF + 4), ==, 0);
-    g_assert_cmpuint(qtest_readl(qts, t->gpa + USED_OFF + 8), ==, BUF_LEN);
+    g_assert_cmpuint(qtest_readl(qts, elem), ==, 0);
+    g_assert_cmpuint(qtest_readl(qts, elem + 4), ==, BUF_LEN);
     return true;
+}
+
+static bool rng_wait_used(MmioRig *t)
+{
+    return rng_wait_used_n(t, 1);
 }
 
 /* The rng wrote its buffer at @gpa: not all of it is still the guard fill */
@@ -343,6 +359,99 @@ static void test_bypass_devices(const TestCase *tc)
     mrig_stop(&t);
 }
 
+/*
+ * Save the rig (the rng attached and mapped, one request answered) and
+ * load it into a new QEMU with @dst: whether the load completed.  On
+ * success the rig goes on in the new QEMU; else both QEMUs are left as
+ * they were (the destination answering, the source running again).
+ */
+static bool mrig_migrate(MmioRig *t, const char *dst)
+{
+    g_autofree char *path = stream_path();
+    g_autofree char *props = g_strdup_printf(",\"boot-bypass\":false");
+    g_autofree char *cmdline = iommu_cmdline(dst, props,
+                                             RNG_ARGS " -incoming defer");
+    QTestState *qts;
+    bool loaded;
+
+    save_to(t->r.iommu.qts, path);
+    qts = qtest_init(cmdline);
+    loaded = load_into(qts, path);
+    unlink(path);
+    if (!loaded) {
+        /* Refused cleanly: the destination is alive and says why */
+        g_autofree char *status = wait_migration(qts);
+
+        g_assert_cmpstr(status, ==, "failed");
+        qtest_quit(qts);
+        /* The source stopped when its state was saved: it goes on */
+        qtest_qmp_assert_success(t->r.iommu.qts, "{'execute':'cont'}");
+        return false;
+    }
+    qtest_quit(t->r.iommu.qts);
+    t->r.iommu.qts = qts;
+    t->r.iommu.bus->qts = qts;
+    t->r.iommu.device = dst;
+    return true;
+}
+
+/* Attach and map the rng as test_translated does, and run one request */
+static void set_up_translated(MmioRig *t)
+{
+    Iommu *m = &t->r.iommu;
+
+    assert_status(attach(m, 1, t->ep), S_OK);
+    assert_status(map(m, 1, MMIO_IOVA, MMIO_IOVA + RAM_SIZE - 1, t->gpa, RW),
+                  S_OK);
+    rng_driver_init(t, MMIO_IOVA);
+    rng_request(t, MMIO_IOVA + BUF_OFF);
+    g_assert_true(rng_wait_used(t));
+}
+
+/*
+ * virtio-iommu-rs to virtio-iommu-rs: the endpoint's attachment (in the
+ * subsection the C layout has no room for) and mappings come along; the
+ * rng's next request on the destination is translated the same way.
+ */
+static void test_migrate_rust_to_rust(const TestCase *tc)
+{
+    MmioRig t;
+
+    mrig_start(&t, tc->device, false, "");
+    set_up_translated(&t);
+    qtest_memset(t.r.iommu.qts, t.gpa + BUF_OFF, GUARD_FILL, BUF_LEN);
+    g_assert_true(mrig_migrate(&t, RUST_DEVICE));
+    rng_request_n(&t, MMIO_IOVA + BUF_OFF, 2);
+    g_assert_true(rng_wait_used_n(&t, 2));
+    expect_random_at(&t, t.gpa + BUF_OFF);
+    /* Attached there: the same ATTACH is a no-op, a MAP overlaps */
+    assert_status(map(&t.r.iommu, 1, MMIO_IOVA, MMIO_IOVA + 0xfff, t.gpa, RW),
+                  S_INVAL);
+    expect_no_fault(&t.r);
+    mrig_stop(&t);
+}
+
+/*
+ * virtio-iommu-rs to virtio-iommu-pci with a virtio-mmio endpoint
+ * attached: the C device cannot hold it (it would abort on an endpoint it
+ * has no device for), so the stream carries it in a subsection C does not
+ * know, and the C destination refuses the stream cleanly.  With nothing
+ * attached at that endpoint, the same migration goes through (and on the C
+ * device the rng's DMA is direct: its rings at IOVAs are no longer valid,
+ * as QEMU then says; a driver must not rely on that endpoint there).
+ */
+static void test_migrate_rust_to_c(const TestCase *tc)
+{
+    MmioRig t;
+
+    mrig_start(&t, tc->device, false, "");
+    set_up_translated(&t);
+    g_assert_false(mrig_migrate(&t, C_DEVICE));
+    assert_status(detach(&t.r.iommu, 1, t.ep), S_OK);
+    g_assert_true(mrig_migrate(&t, C_DEVICE));
+    mrig_stop(&t);
+}
+
 /* ---- cases: virtio-iommu-pci ---------------------------------------------- */
 
 /*
@@ -415,6 +524,8 @@ int main(int argc, char **argv)
         { "fault", test_fault },
         { "bypass", test_bypass },
         { "bypass-devices", test_bypass_devices },
+        { "migrate-rust-to-rust", test_migrate_rust_to_rust },
+        { "migrate-rust-to-c", test_migrate_rust_to_c },
     };
     static const DeviceCase c_cases[] = {
         { "untranslated", test_c_untranslated },

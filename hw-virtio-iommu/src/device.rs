@@ -36,7 +36,7 @@ use virtio_iommu_core::{
     device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
-    NoncoherentDevices, NotifierEvent,
+    NoncoherentDevices, NotifierEvent, SavedState,
 };
 
 use crate::{TYPE_VIRTIO_IOMMU_RS_DEVICE, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION};
@@ -106,6 +106,8 @@ pub struct VirtioIommu {
     mmio_transports: BqlRefCell<Vec<MmioTransport>>,
     /// `noncoherent-devices`, parsed at realize.
     noncoherent: BqlRefCell<NoncoherentDevices>,
+    /// A migration stream's state, read but not applied yet (post_load).
+    pending_state: BqlRefCell<Option<SavedState>>,
     /// Whether `bypass-devices` has been checked against the devices that
     /// exist (at the first system reset, once machine creation is done).
     bypass_checked: BqlCell<bool>,
@@ -202,6 +204,7 @@ impl VirtioIommu {
         uninit_field_mut!(*this, endpoints).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, mmio_transports).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, noncoherent).write(BqlRefCell::new(NoncoherentDevices::default()));
+        uninit_field_mut!(*this, pending_state).write(BqlRefCell::new(None));
         uninit_field_mut!(*this, bypass_checked).write(BqlCell::new(false));
     }
 

@@ -49,7 +49,9 @@ pub use device::{Device, DeviceConfig, Reply, Response};
 pub use events::{aligned_blocks, NotifierEvent, Perm};
 pub use fault::{Fault, FaultDelivery, FaultQueue, FaultReason};
 pub use mappings::{MapFlags, Mapping, Mappings};
-pub use migration::{load_state, MigrationError, SavedDomain, SavedState, StreamReader};
+pub use migration::{
+    load_extra_endpoints, load_state, MigrationError, SavedDomain, SavedState, StreamReader,
+};
 pub use request::{decode, DecodeError, Request};
 pub use status::Status;
 pub use translate::{Access, Translated};

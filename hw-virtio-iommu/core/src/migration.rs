@@ -23,6 +23,18 @@
 //! u8 config bypass (0 or 1)
 //! ```
 //!
+//! Endpoints that are not PCI requester ids (above `0xffff`: virtio-mmio
+//! transports on arm virt) are not in that layout: the C device has no
+//! such endpoints and would abort on loading one. They travel in a
+//! subsection only this device sends, only when there are some
+//! ([`Device::has_extra_endpoints`]), so that a C destination refuses the
+//! stream cleanly (an unknown subsection) instead:
+//!
+//! ```text
+//! be32 number of entries
+//! per entry, by ascending endpoint id: be32 domain id, be32 endpoint id
+//! ```
+//!
 //! Loading is two steps: [`load_state`] parses and checks the structure
 //! into a [`SavedState`] (nothing of the device is needed), then
 //! [`Device::restore`] checks it against the device (endpoints, ranges) and
@@ -190,6 +202,8 @@ pub enum Field {
         domain: u32,
     },
     ConfigBypass,
+    ExtraCount,
+    ExtraEntry,
 }
 
 impl fmt::Display for Field {
@@ -215,6 +229,8 @@ impl fmt::Display for Field {
             Self::Endpoint { domain } => write!(f, "an endpoint id of domain {domain}"),
             Self::DomainBypass { domain } => write!(f, "the bypass flag of domain {domain}"),
             Self::ConfigBypass => write!(f, "the config bypass byte"),
+            Self::ExtraCount => write!(f, "the number of non-PCI endpoints"),
+            Self::ExtraEntry => write!(f, "a non-PCI endpoint"),
         }
     }
 }
@@ -274,6 +290,10 @@ pub enum MigrationError {
         first_domain: u32,
         domain: u32,
     },
+    /// A non-PCI endpoint attached to a domain the stream does not have.
+    ExtraEndpointDomain { endpoint: u32, domain: u32 },
+    /// A PCI requester id in the non-PCI endpoints.
+    PciEndpointInExtra { endpoint: u32, domain: u32 },
     // --- the destination device ---------------------------------------
     /// No device behind the destination IOMMU has this endpoint id.
     UnknownEndpoint { endpoint: u32, domain: u32 },
@@ -369,6 +389,16 @@ impl fmt::Display for MigrationError {
                     )
                 }
             }
+            Self::ExtraEndpointDomain { endpoint, domain } => write!(
+                f,
+                "non-PCI endpoint {endpoint:#x} is attached to domain {domain}, \
+                 which the stream does not have"
+            ),
+            Self::PciEndpointInExtra { endpoint, domain } => write!(
+                f,
+                "endpoint {endpoint:#x} (domain {domain}) is a PCI requester id, \
+                 listed among the non-PCI endpoints"
+            ),
             Self::UnknownEndpoint { endpoint, domain } => write!(
                 f,
                 "endpoint {endpoint:#x} (attached to domain {domain}) has no device behind this IOMMU"
@@ -420,7 +450,7 @@ impl Device {
                 put_be32(out, m.flags.bits());
             }
             out.push(END);
-            for endpoint in self.domain_endpoints(id) {
+            for endpoint in self.domain_endpoints(id).into_iter().filter(|&e| is_pci(e)) {
                 out.push(MORE);
                 put_be32(out, endpoint);
             }
@@ -430,6 +460,76 @@ impl Device {
         out.push(END);
         out.push(self.bypass().into());
     }
+}
+
+impl Device {
+    /// Whether an endpoint that is not a PCI requester id is attached, for
+    /// the subsection only this device sends.
+    pub fn has_extra_endpoints(&self) -> bool {
+        self.domain_ids()
+            .any(|id| self.domain_endpoints(id).into_iter().any(|e| !is_pci(e)))
+    }
+
+    /// The subsection: the attached endpoints above the PCI requester ids,
+    /// with their domains.
+    pub fn save_extra_endpoints(&self, out: &mut Vec<u8>) {
+        let mut extra: Vec<(u32, u32)> = self
+            .domain_ids()
+            .flat_map(|d| {
+                self.domain_endpoints(d)
+                    .into_iter()
+                    .filter(|&e| !is_pci(e))
+                    .map(move |e| (e, d))
+            })
+            .collect();
+        extra.sort_unstable();
+        put_be32(out, count(extra.len()));
+        for (endpoint, domain) in extra {
+            put_be32(out, domain);
+            put_be32(out, endpoint);
+        }
+    }
+}
+
+/// Whether `endpoint` is a PCI requester id (segment 0), which C's layout
+/// can carry.
+const fn is_pci(endpoint: u32) -> bool {
+    endpoint <= 0xffff
+}
+
+/// Read the subsection of non-PCI endpoints into `state` (loaded by
+/// [`load_state`] from the same stream): each must name a domain of the
+/// state and appear nowhere else; entries by ascending endpoint id.
+pub fn load_extra_endpoints(
+    r: &mut impl StreamReader,
+    state: &mut SavedState,
+) -> Result<(), MigrationError> {
+    let mut seen: BTreeMap<u32, u32> = state
+        .domains
+        .iter()
+        .flat_map(|d| d.endpoints.iter().map(move |&e| (e, d.id)))
+        .collect();
+    let n = read(r.read_be32(), Field::ExtraCount)?;
+    for _ in 0..n {
+        let domain = read(r.read_be32(), Field::ExtraEntry)?;
+        let endpoint = read(r.read_be32(), Field::ExtraEntry)?;
+        if is_pci(endpoint) {
+            return Err(MigrationError::PciEndpointInExtra { endpoint, domain });
+        }
+        if let Some(&first_domain) = seen.get(&endpoint) {
+            return Err(MigrationError::DuplicateEndpoint {
+                endpoint,
+                first_domain,
+                domain,
+            });
+        }
+        let Some(d) = state.domains.iter_mut().find(|d| d.id == domain) else {
+            return Err(MigrationError::ExtraEndpointDomain { endpoint, domain });
+        };
+        d.endpoints.push(endpoint);
+        seen.insert(endpoint, domain);
+    }
+    Ok(())
 }
 
 fn put_be32(out: &mut Vec<u8>, value: u32) {

@@ -932,3 +932,128 @@ proptest! {
         let _ = load_state(&mut rest);
     }
 }
+
+// --- endpoints above the PCI requester ids (virtio-mmio) ----------------------
+
+fn save_extra(dev: &Device) -> Vec<u8> {
+    let mut out = Vec::new();
+    dev.save_extra_endpoints(&mut out);
+    out
+}
+
+/// Domain 7 with PCI endpoint 1 and virtio-mmio endpoints 0x1001f and
+/// 0x10000; domain 9 with only virtio-mmio endpoint 0x10005.
+fn device_with_mmio_endpoints() -> Device {
+    let mut dev = device();
+    for ep in [0x1001f, 0x10000, 0x10005] {
+        dev.add_endpoint(ep);
+    }
+    ok(&mut dev, &attach(7, 1));
+    ok(&mut dev, &attach(7, 0x1001f));
+    ok(&mut dev, &attach(7, 0x10000));
+    ok(&mut dev, &attach(9, 0x10005));
+    ok(&mut dev, &map(7, 0x1000, 0x1fff, 0xa000, RW));
+    ok(&mut dev, &map(9, 0x2000, 0x2fff, 0xb000, R));
+    dev
+}
+
+#[test]
+fn mmio_endpoints_travel_outside_the_c_layout() {
+    let src = device_with_mmio_endpoints();
+    assert!(src.has_extra_endpoints());
+    assert!(!golden_device().has_extra_endpoints());
+    // The C layout lists PCI endpoints only: domain 9 looks empty there.
+    let main = load(&save(&src)).unwrap();
+    let eps: Vec<(u32, Vec<u32>)> = main
+        .domains
+        .iter()
+        .map(|d| (d.id, d.endpoints.clone()))
+        .collect();
+    assert_eq!(eps, [(7, vec![1]), (9, vec![])]);
+    // The subsection, by ascending endpoint id.
+    assert_eq!(
+        save_extra(&src),
+        [
+            b32(3),
+            b32(7),
+            b32(0x10000),
+            b32(9),
+            b32(0x10005),
+            b32(7),
+            b32(0x1001f)
+        ]
+        .concat()
+    );
+}
+
+#[test]
+fn mmio_endpoints_round_trip() {
+    let mut src = device_with_mmio_endpoints();
+    let mut state = load(&save(&src)).unwrap();
+    let extra = save_extra(&src);
+    let mut rest = extra.as_slice();
+    virtio_iommu_core::load_extra_endpoints(&mut rest, &mut state).unwrap();
+    assert!(rest.is_empty());
+    let mut dst = device();
+    for ep in [0x1001f, 0x10000, 0x10005] {
+        dst.add_endpoint(ep);
+    }
+    dst.restore(state, |_| true).unwrap();
+    assert_eq!(save(&dst), save(&src));
+    assert_eq!(save_extra(&dst), extra);
+    let eps = [1, 0x10000, 0x10005, 0x1001f];
+    let iovas = [0x1000, 0x1fff, 0x2000, 0x3000];
+    assert_eq!(
+        translations(&mut dst, &eps, &iovas),
+        translations(&mut src, &eps, &iovas)
+    );
+}
+
+#[test]
+fn a_bad_mmio_endpoint_subsection_is_refused() {
+    let src = device_with_mmio_endpoints();
+    let main = save(&src);
+    let try_extra = |bytes: Vec<u8>| {
+        let mut state = load(&main).unwrap();
+        let mut rest = bytes.as_slice();
+        virtio_iommu_core::load_extra_endpoints(&mut rest, &mut state)
+    };
+    // A domain the stream lacks
+    assert_eq!(
+        try_extra([b32(1), b32(8), b32(0x10001)].concat()),
+        Err(MigrationError::ExtraEndpointDomain {
+            endpoint: 0x10001,
+            domain: 8
+        })
+    );
+    // A PCI requester id belongs to the C layout
+    assert_eq!(
+        try_extra([b32(1), b32(7), b32(0x0010)].concat()),
+        Err(MigrationError::PciEndpointInExtra {
+            endpoint: 0x10,
+            domain: 7
+        })
+    );
+    // Twice, or already in the C layout's lists
+    assert_eq!(
+        try_extra([b32(2), b32(7), b32(0x10001), b32(9), b32(0x10001)].concat()),
+        Err(MigrationError::DuplicateEndpoint {
+            endpoint: 0x10001,
+            first_domain: 7,
+            domain: 9
+        })
+    );
+    // Truncated anywhere
+    let full = save_extra(&src);
+    for len in 0..full.len() {
+        assert!(matches!(
+            try_extra(full[..len].to_vec()),
+            Err(MigrationError::Truncated { field: Some(_) })
+        ));
+    }
+    // A hostile count is not trusted: the stream ends first
+    assert!(matches!(
+        try_extra(b32(u32::MAX)),
+        Err(MigrationError::Truncated { field: Some(_) })
+    ));
+}

@@ -3,17 +3,21 @@
 //! Live migration, in the C device's stream: vmstate `virtio-iommu`
 //! version 2 (priority `MIG_PRI_IOMMU`) holding the virtio core's state,
 //! then `virtio-iommu-device` version 2, whose bytes the core writes and
-//! checks (`virtio_iommu_core::migration`).
+//! checks (`virtio_iommu_core::migration`). Attached endpoints that the C
+//! layout cannot carry (virtio-mmio ones) follow in a subsection sent only
+//! when there are some, which a C destination refuses cleanly.
 
 use std::ffi::CStr;
 
+use common::errno::Errno;
 use migration::{
-    bindings::MigrationPriority, vmstate_fields, VMStateDescription, VMStateDescriptionBuilder,
+    bindings::MigrationPriority, vmstate_fields, vmstate_subsections, VMStateDescription,
+    VMStateDescriptionBuilder,
 };
 use util::{Error, Result};
 use virtio::VMSTATE_VIRTIO_DEVICE;
-use virtio_iommu_core::{load_state, MigrationError, StreamReader};
-use vmstate_io::{QemuFile, VMStateCodec};
+use virtio_iommu_core::{load_extra_endpoints, load_state, MigrationError, StreamReader};
+use vmstate_io::{post_load_result, QemuFile, VMStateCodec};
 
 use super::VirtioIommu;
 
@@ -32,12 +36,31 @@ pub(super) const VMSTATE_VIRTIO_IOMMU: VMStateDescription<VirtioIommu> =
 
 /// The device's own state, after the virtio core's. C has two fields
 /// (`domains`, `config.bypass`); one codec writes both, byte for byte.
+/// Loading parses the fields (and the subsection) first and changes the
+/// device only in `post_load`, once the whole state has been read.
 pub(super) const VMSTATE_VIRTIO_IOMMU_DEVICE: VMStateDescription<VirtioIommu> =
     VMStateDescriptionBuilder::<VirtioIommu>::new()
         .name(c"virtio-iommu-device")
         .version_id(2)
         .minimum_version_id(2)
+        .post_load(&VirtioIommu::post_load)
         .fields(vmstate_fields! { vmstate_io::field::<VirtioIommu>(c"domains") })
+        .subsections(vmstate_subsections!(VMSTATE_EXTRA_ENDPOINTS))
+        .build();
+
+/// The key of the subsection's codec.
+pub(super) enum ExtraEndpoints {}
+
+/// Attached endpoints above the PCI requester ids, with their domains.
+const VMSTATE_EXTRA_ENDPOINTS: VMStateDescription<VirtioIommu> =
+    VMStateDescriptionBuilder::<VirtioIommu>::new()
+        .name(c"virtio-iommu-device/non-pci-endpoints")
+        .version_id(1)
+        .minimum_version_id(1)
+        .needed(&VirtioIommu::has_extra_endpoints)
+        .fields(vmstate_fields! {
+            vmstate_io::keyed_field::<VirtioIommu, ExtraEndpoints>(c"endpoints")
+        })
         .build();
 
 /// The core's reader over the migration stream.
@@ -61,23 +84,28 @@ const fn truncated() -> MigrationError {
     MigrationError::Truncated { field: None }
 }
 
-impl VMStateCodec for VirtioIommu {
-    const TYPE_NAME: &'static CStr = c"virtio-iommu-domains";
-
-    fn save(&self, f: &mut QemuFile<'_>) {
-        let mut bytes = Vec::new();
-        self.with_core(|core| core.save_state(&mut bytes));
-        f.put_bytes(&bytes);
+impl VirtioIommu {
+    fn has_extra_endpoints(&self) -> bool {
+        self.with_core(|core| core.has_extra_endpoints())
+            .unwrap_or(false)
     }
 
-    /// Parse and check the whole state, then replace the device's with it:
-    /// a refused stream leaves the device as it was. Everything derived
-    /// follows: endpoint ids, each endpoint's address space, MAP replay to
-    /// registered notifiers, and UNMAPs of what they could see before
-    /// (a `loadvm` into a running VM), which also empty DMA API caches.
-    fn load(&self, f: &mut QemuFile<'_>) -> Result<()> {
+    /// Replace the device's state with the one just read: a refused state
+    /// leaves the device as it was. Everything derived follows: endpoint
+    /// ids, each endpoint's address space, MAP replay to registered
+    /// notifiers, and UNMAPs of what they could see before (a `loadvm`
+    /// into a running VM), which also empty DMA API caches.
+    fn post_load(&self, _version: u8) -> std::result::Result<(), Errno> {
+        post_load_result(self.restore_pending())
+    }
+
+    fn restore_pending(&self) -> Result<()> {
         let fail = |e: MigrationError| Error::msg(format!("virtio-iommu-rs: {e}"));
-        let state = load_state(&mut Reader(f)).map_err(fail)?;
+        let state = self
+            .pending_state
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| Error::msg("virtio-iommu-rs: no domains in the stream"))?;
         // Bridges were loaded first: the ids are the source's now.
         self.sync_endpoints();
         let managed = self.managed_ids();
@@ -91,5 +119,43 @@ impl VMStateCodec for VirtioIommu {
         self.config.set(config);
         self.apply_events(&events);
         Ok(())
+    }
+}
+
+impl VMStateCodec for VirtioIommu {
+    const TYPE_NAME: &'static CStr = c"virtio-iommu-domains";
+
+    fn save(&self, f: &mut QemuFile<'_>) {
+        let mut bytes = Vec::new();
+        self.with_core(|core| core.save_state(&mut bytes));
+        f.put_bytes(&bytes);
+    }
+
+    /// Parse and check the stream's structure; `post_load` applies it.
+    fn load(&self, f: &mut QemuFile<'_>) -> Result<()> {
+        let state = load_state(&mut Reader(f))
+            .map_err(|e| Error::msg(format!("virtio-iommu-rs: {e}")))?;
+        *self.pending_state.borrow_mut() = Some(state);
+        Ok(())
+    }
+}
+
+impl VMStateCodec<ExtraEndpoints> for VirtioIommu {
+    const TYPE_NAME: &'static CStr = c"virtio-iommu-endpoints";
+
+    fn save(&self, f: &mut QemuFile<'_>) {
+        let mut bytes = Vec::new();
+        self.with_core(|core| core.save_extra_endpoints(&mut bytes));
+        f.put_bytes(&bytes);
+    }
+
+    /// Add the endpoints to the state the `domains` field read.
+    fn load(&self, f: &mut QemuFile<'_>) -> Result<()> {
+        let mut pending = self.pending_state.borrow_mut();
+        let state = pending
+            .as_mut()
+            .ok_or_else(|| Error::msg("virtio-iommu-rs: endpoints before the domains"))?;
+        load_extra_endpoints(&mut Reader(f), state)
+            .map_err(|e| Error::msg(format!("virtio-iommu-rs: {e}")))
     }
 }

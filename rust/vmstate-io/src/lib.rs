@@ -95,8 +95,11 @@ impl QemuFile<'_> {
 }
 
 /// State that saves and loads itself, as one `VMState` field (see [`field`])
-/// of the object implementing it. The callbacks run with the BQL held.
-pub trait VMStateCodec: Sync {
+/// of the object implementing it. The callbacks run with the BQL held. An
+/// object with more than one such field (one in a subsection, say)
+/// implements the trait once per field, each with its own key type `K`
+/// (see [`keyed_field`]).
+pub trait VMStateCodec<K = ()>: Sync {
     /// The field's type in the stream's JSON description.
     const TYPE_NAME: &'static CStr;
 
@@ -120,7 +123,16 @@ fn report(err: util::Error) {
     }
 }
 
-unsafe extern "C" fn rust_get<T: VMStateCodec>(
+/// A `post_load` outcome for QEMU, whose `post_load` takes no `Error`:
+/// an error is reported, with its message, and fails the load.
+pub fn post_load_result(result: util::Result<()>) -> Result<(), common::errno::Errno> {
+    result.map_err(|e| {
+        report(e);
+        std::io::ErrorKind::InvalidInput.into()
+    })
+}
+
+unsafe extern "C" fn rust_get<T: VMStateCodec<K>, K>(
     f: *mut QEMUFile,
     pv: *mut c_void,
     _size: usize,
@@ -142,7 +154,7 @@ unsafe extern "C" fn rust_get<T: VMStateCodec>(
     }
 }
 
-unsafe extern "C" fn rust_put<T: VMStateCodec>(
+unsafe extern "C" fn rust_put<T: VMStateCodec<K>, K>(
     f: *mut QEMUFile,
     pv: *mut c_void,
     _size: usize,
@@ -158,13 +170,13 @@ unsafe extern "C" fn rust_put<T: VMStateCodec>(
     0
 }
 
-struct Info<T>(PhantomData<T>);
+struct Info<T, K>(PhantomData<(T, K)>);
 
-impl<T: VMStateCodec> Info<T> {
+impl<T: VMStateCodec<K>, K> Info<T, K> {
     const INFO: VMStateInfo = VMStateInfo {
         name: T::TYPE_NAME.as_ptr(),
-        get: Some(rust_get::<T>),
-        put: Some(rust_put::<T>),
+        get: Some(rust_get::<T, K>),
+        put: Some(rust_put::<T, K>),
     };
 }
 
@@ -172,9 +184,15 @@ impl<T: VMStateCodec> Info<T> {
 /// `T`'s [`VMStateCodec`] (the whole object is passed to it).
 #[must_use]
 pub const fn field<T: VMStateCodec>(name: &'static CStr) -> VMStateField {
+    keyed_field::<T, ()>(name)
+}
+
+/// A field `name` whose bytes are `T`'s codec for key `K`.
+#[must_use]
+pub const fn keyed_field<T: VMStateCodec<K>, K>(name: &'static CStr) -> VMStateField {
     VMStateField {
         name: name.as_ptr(),
-        info: &Info::<T>::INFO,
+        info: &Info::<T, K>::INFO,
         flags: VMStateFlags::VMS_SINGLE,
         ..Zeroable::ZERO
     }
