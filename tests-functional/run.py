@@ -18,10 +18,14 @@ the endpoints, there is no ACPI VIOT):
     guest mode   strict | lazy | passthrough          (boot-bypass on)
     plus         strict with boot-bypass off, for each device;
                  virtio-iommu-rs strict, boot-bypass off, the disk in
-                 bypass-devices (left out of the iommu-map)
+                 bypass-devices (left out of the iommu-map);
+                 the disk on virtio-mmio, strict: behind each device,
+                 behind virtio-iommu-rs in noncoherent-devices, and in its
+                 bypass-devices (boot-bypass off)
 
 and through UEFI (Debian's qemu-efi-aarch64, ACPI with a VIOT), strict, for
-each device.
+each device, and the virtio-mmio disk in noncoherent-devices behind
+virtio-iommu-rs.
 
 Every cell gets the same assertions, whatever the device; a cell whose
 device cannot pass yet fails with the reasons the guest and QEMU gave,
