@@ -148,6 +148,8 @@ class GuestRun:
         # optionally in the IOMMU's noncoherent-devices.
         self.disk_bus = disk_bus
         self.noncoherent_disk = noncoherent_disk
+        # virtio-iommu-rs's `endpoints` property, read with the virtio status
+        self.endpoints = None
         self.device = device
         self.mode = mode
         self.boot_bypass = boot_bypass
@@ -341,6 +343,13 @@ class GuestRun:
                             path="/machine/peripheral/iommu/virtio-backend")
                     except (OSError, RuntimeError, EOFError) as e:
                         self.qmp_error = f"x-query-virtio-status: {e}"
+                    if self.device == "virtio-iommu-rs":
+                        try:
+                            self.endpoints = qmp.cmd(
+                                "qom-get", path="/machine/peripheral/iommu",
+                                property="endpoints")
+                        except (OSError, RuntimeError, EOFError) as e:
+                            self.qmp_error = f"qom-get endpoints: {e}"
                 if done:
                     break
                 if time.monotonic() > deadline:

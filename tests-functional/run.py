@@ -286,6 +286,29 @@ def check_cell(run, mode):
                        f"{'non-' if run.noncoherent_disk else ''}coherent disk should "
                        f"{'' if run.noncoherent_disk else 'not '}bounce its small buffers")
 
+        # What virtio-iommu-rs itself says of the disk's endpoint, read
+        # while the guest was using it.
+        if run.device == "virtio-iommu-rs" and run.endpoints is not None:
+            disk = [e for e in run.endpoints
+                    if e.get("bus") == "virtio-mmio" and e.get("device") == "blk0"]
+            if len(disk) != 1:
+                why.append(f"endpoints: no single virtio-mmio entry for blk0 in "
+                           f"{run.endpoints}")
+            else:
+                e = disk[0]
+                want_dma = "non-coherent" if run.noncoherent_disk else "coherent"
+                if e.get("dma") != want_dma:
+                    why.append(f"endpoints: the disk's DMA is {e.get('dma')}, "
+                               f"expected {want_dma}")
+                if e.get("bypass-devices") != run.bypass_disk:
+                    why.append(f"endpoints: bypass-devices={e.get('bypass-devices')} "
+                               "for the disk")
+                attached = e.get("domain") is not None
+                if attached != disk_translated(run):
+                    why.append(f"endpoints: the disk's endpoint is "
+                               f"{'' if attached else 'not '}attached to a domain "
+                               f"({e})")
+
     # 6. The read figure is informative; the read itself must work.
     for rd in r.get("read", []):
         if rd["status"] != "ok":

@@ -14,6 +14,9 @@
 #include "qemu/osdep.h"
 #include "standard-headers/linux/virtio_mmio.h"
 #include "standard-headers/linux/virtio_ring.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qnull.h"
 #include "virtio-iommu-rs-queue.h"
 #include "virtio-iommu-rs-edu.h"
 #include "virtio-iommu-rs-stream.h"
@@ -260,6 +263,47 @@ static uint8_t probe_mmio(MmioRig *t, uint16_t *type)
     return status;
 }
 
+/*
+ * The `endpoints` property's entry for the rng's endpoint (the IOMMU has
+ * the qdev id "iommu"), checked field by field.
+ */
+static void expect_endpoint_entry(MmioRig *t, int64_t domain,
+                                  bool bypass_devices, const char *space,
+                                  const char *dma)
+{
+    QDict *rsp = qtest_qmp(t->r.iommu.qts, "{'execute':'qom-get','arguments':"
+                           "{'path':'/machine/peripheral/iommu',"
+                           "'property':'endpoints'}}");
+    QList *list = qdict_get_qlist(rsp, "return");
+    g_autofree char *address = g_strdup_printf("0x%" PRIx64, t->base);
+    QListEntry *e;
+    bool found = false;
+
+    g_assert_nonnull(list);
+    QLIST_FOREACH_ENTRY(list, e) {
+        QDict *ep = qobject_to(QDict, qlist_entry_obj(e));
+
+        if (qdict_get_int(ep, "id") != t->ep) {
+            continue;
+        }
+        found = true;
+        g_assert_cmpstr(qdict_get_str(ep, "bus"), ==, "virtio-mmio");
+        g_assert_cmpstr(qdict_get_str(ep, "address"), ==, address);
+        g_assert_cmpstr(qdict_get_str(ep, "device"), ==, "rng0");
+        if (domain < 0) {
+            g_assert_true(qobject_type(qdict_get(ep, "domain")) == QTYPE_QNULL);
+        } else {
+            g_assert_cmpint(qdict_get_int(ep, "domain"), ==, domain);
+        }
+        g_assert_cmpint(qdict_get_bool(ep, "bypass-devices"), ==,
+                        bypass_devices);
+        g_assert_cmpstr(qdict_get_str(ep, "address-space"), ==, space);
+        g_assert_cmpstr(qdict_get_str(ep, "dma"), ==, dma);
+    }
+    g_assert_true(found);
+    qobject_unref(rsp);
+}
+
 /* ---- cases: virtio-iommu-rs ----------------------------------------------- */
 
 /*
@@ -272,8 +316,10 @@ static void test_translated(const TestCase *tc)
     Iommu *m;
     uint16_t type;
 
-    mrig_start(&t, tc->device, false, "");
+    mrig_start(&t, tc->device, false, ",\"id\":\"iommu\"");
     m = &t.r.iommu;
+    /* Not attached, boot-bypass off: through the IOMMU (it faults) */
+    expect_endpoint_entry(&t, -1, false, "iommu", "coherent");
 
     /* QEMU plugs the first virtio-mmio device into the last transport */
     g_assert_cmpuint(t.ep, ==, MMIO_ENDPOINT(31));
@@ -283,11 +329,24 @@ static void test_translated(const TestCase *tc)
     assert_status(attach(m, 1, t.ep), S_OK);
     assert_status(map(m, 1, MMIO_IOVA, MMIO_IOVA + RAM_SIZE - 1, t.gpa, RW),
                   S_OK);
+    expect_endpoint_entry(&t, 1, false, "iommu", "coherent");
     rng_driver_init(&t, MMIO_IOVA);
     rng_request(&t, MMIO_IOVA + BUF_OFF);
     g_assert_true(rng_wait_used(&t));
     expect_random_at(&t, t.gpa + BUF_OFF);
     expect_no_fault(&t.r);
+    mrig_stop(&t);
+}
+
+/* The endpoints property shows a non-coherent description */
+static void test_noncoherent_endpoint(const TestCase *tc)
+{
+    MmioRig t;
+
+    mrig_start(&t, tc->device, true,
+               ",\"id\":\"iommu\",\"noncoherent-devices\":[\"rng0\"]");
+    /* boot-bypass on: unattached endpoints bypass */
+    expect_endpoint_entry(&t, -1, false, "bypass", "non-coherent");
     mrig_stop(&t);
 }
 
@@ -349,8 +408,10 @@ static void test_bypass_devices(const TestCase *tc)
 {
     MmioRig t;
 
-    mrig_start(&t, tc->device, false, ",\"bypass-devices\":[\"rng0\"]");
+    mrig_start(&t, tc->device, false,
+               ",\"id\":\"iommu\",\"bypass-devices\":[\"rng0\"]");
     assert_status(attach(&t.r.iommu, 1, t.ep), S_NOENT);
+    expect_endpoint_entry(&t, -1, true, "bypass", "coherent");
     rng_driver_init(&t, t.gpa);
     rng_request(&t, t.gpa + BUF_OFF);
     g_assert_true(rng_wait_used(&t));
@@ -524,6 +585,7 @@ int main(int argc, char **argv)
         { "fault", test_fault },
         { "bypass", test_bypass },
         { "bypass-devices", test_bypass_devices },
+        { "noncoherent-endpoint", test_noncoherent_endpoint },
         { "migrate-rust-to-rust", test_migrate_rust_to_rust },
         { "migrate-rust-to-c", test_migrate_rust_to_c },
     };

@@ -59,6 +59,7 @@ impl VirtioIommuPci {
         dc.hotpluggable = false;
         let misc = DeviceCategory::DEVICE_CATEGORY_MISC as usize;
         dc.categories[misc / 64] |= 1 << (misc % 64);
+        qom_json::add_class_property::<Self, EndpointsProperty>(klass);
 
         // The virtio-iommu interface's methods, asked by the machine (its
         // device tree and ACPI tables). QOM gives each implementing class
@@ -147,6 +148,22 @@ unsafe extern "C" fn rust_virtio_mmio_noncoherent(
         )
     };
     this.vdev.virtio_mmio_noncoherent(transport)
+}
+
+/// `qom-get` of `endpoints`: every device behind the IOMMU.
+struct EndpointsProperty;
+
+impl qom_json::JsonProperty<VirtioIommuPci> for EndpointsProperty {
+    const NAME: &'static CStr = c"endpoints";
+    const TYPE: &'static CStr = c"virtio-iommu-rs-endpoints";
+    const DESCRIPTION: &'static CStr = c"The devices behind the IOMMU (read-only): \
+        endpoint id, bus (pci or virtio-mmio), address, qdev id, attached domain, \
+        whether bypass-devices names it, where its DMA goes now (address-space: iommu \
+        or bypass), and how its DMA is described (coherent or non-coherent)";
+
+    fn value(obj: &VirtioIommuPci) -> String {
+        obj.vdev.endpoints_json()
+    }
 }
 
 qom_isa!(VirtioIommuPci: VirtIOPCIProxy, pci::PCIDevice, hwcore::DeviceState, Object);

@@ -54,6 +54,11 @@ impl NoncoherentDevices {
         self.ids.is_empty()
     }
 
+    /// Whether an element names the device with qdev id `id`.
+    pub fn names(&self, id: Option<&str>) -> bool {
+        self.ids.iter().any(|e| Some(e.as_str()) == id)
+    }
+
     /// Whether the virtio-mmio device with qdev id `id` is to be described
     /// non-coherent; remembers that the machine described it.
     pub fn describe(&mut self, id: Option<&str>) -> bool {

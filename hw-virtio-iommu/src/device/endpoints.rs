@@ -320,6 +320,55 @@ impl VirtioIommu {
     }
 }
 
+impl VirtioIommu {
+    /// The `endpoints` property: every device behind the IOMMU, as JSON.
+    pub(crate) fn endpoints_json(&self) -> String {
+        let endpoints = self.endpoints.borrow();
+        let noncoherent = self.noncoherent.borrow();
+        let items: Vec<String> = endpoints
+            .iter()
+            .map(|ep| {
+                let (bus, address, qdev_id) = match ep.slot {
+                    Slot::Pci { bus, devfn } => {
+                        // SAFETY: buses outlive the devices plugged into them.
+                        let bus = unsafe { bus.as_ref() };
+                        (
+                            "pci",
+                            format!("{:02x}:{:02x}.{:x}", bus.bus_num(), devfn >> 3, devfn & 7),
+                            bus.device(devfn).and_then(|d| d.qdev_id()),
+                        )
+                    }
+                    Slot::Mmio(transport) => {
+                        // SAFETY: transports live as long as the machine.
+                        let transport = unsafe { transport.as_ref() };
+                        (
+                            "virtio-mmio",
+                            format!("0x{:x}", transport.base()),
+                            transport.device_id(),
+                        )
+                    }
+                };
+                let (domain, bypassed) = self
+                    .with_core(|core| (core.endpoint_domain(ep.id), core.endpoint_bypassed(ep.id)))
+                    .unwrap_or((None, true));
+                let coherent = !(bus == "virtio-mmio" && noncoherent.names(qdev_id.as_deref()));
+                format!(
+                    "{{\"id\": {}, \"bus\": \"{bus}\", \"address\": \"{address}\", \
+                     \"device\": {}, \"domain\": {}, \"bypass-devices\": {}, \
+                     \"address-space\": \"{}\", \"dma\": \"{}\"}}",
+                    ep.id,
+                    qdev_id.as_deref().map_or_else(|| "null".to_owned(), qom_json::json_string),
+                    domain.map_or_else(|| "null".to_owned(), |d| d.to_string()),
+                    ep.unmanaged,
+                    if ep.unmanaged || bypassed { "bypass" } else { "iommu" },
+                    if coherent { "coherent" } else { "non-coherent" },
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
 impl PciIommu for VirtioIommu {
     /// Each device on the bus gets its own address space; the IOMMU learns
     /// its endpoints this way, as the C device does.

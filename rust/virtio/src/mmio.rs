@@ -69,6 +69,13 @@ impl VirtIOMMIOProxy {
         }
     }
 
+    /// The guest-physical address of the transport's registers.
+    pub fn base(&self) -> u64 {
+        // SAFETY: a sysbus device's first MMIO region address is a plain
+        // field, set when the machine mapped the transport.
+        unsafe { (*self.as_ptr()).parent_obj.mmio[0].addr }
+    }
+
     /// The device plugged into the transport, if any.
     fn device(&self) -> Option<&bindings::VirtIODevice> {
         assert!(bql::is_locked());
