@@ -106,7 +106,7 @@ pub struct VirtioIommu {
     mmio_transports: BqlRefCell<Vec<MmioTransport>>,
     /// `noncoherent-devices`, parsed at realize.
     noncoherent: BqlRefCell<NoncoherentDevices>,
-    /// A migration stream's state, read but not applied yet (post_load).
+    /// A migration stream's state, read but not applied yet (`post_load`).
     pending_state: BqlRefCell<Option<SavedState>>,
     /// Whether `bypass-devices` has been checked against the devices that
     /// exist (at the first system reset, once machine creation is done).

@@ -357,10 +357,16 @@ impl VirtioIommu {
                      \"device\": {}, \"domain\": {}, \"bypass-devices\": {}, \
                      \"address-space\": \"{}\", \"dma\": \"{}\"}}",
                     ep.id,
-                    qdev_id.as_deref().map_or_else(|| "null".to_owned(), qom_json::json_string),
+                    qdev_id
+                        .as_deref()
+                        .map_or_else(|| "null".to_owned(), qom_json::json_string),
                     domain.map_or_else(|| "null".to_owned(), |d| d.to_string()),
                     ep.unmanaged,
-                    if ep.unmanaged || bypassed { "bypass" } else { "iommu" },
+                    if ep.unmanaged || bypassed {
+                        "bypass"
+                    } else {
+                        "iommu"
+                    },
                     if coherent { "coherent" } else { "non-coherent" },
                 )
             })

@@ -133,8 +133,8 @@ impl VMStateCodec for VirtioIommu {
 
     /// Parse and check the stream's structure; `post_load` applies it.
     fn load(&self, f: &mut QemuFile<'_>) -> Result<()> {
-        let state = load_state(&mut Reader(f))
-            .map_err(|e| Error::msg(format!("virtio-iommu-rs: {e}")))?;
+        let state =
+            load_state(&mut Reader(f)).map_err(|e| Error::msg(format!("virtio-iommu-rs: {e}")))?;
         *self.pending_state.borrow_mut() = Some(state);
         Ok(())
     }
