@@ -43,6 +43,7 @@ use crate::{TYPE_VIRTIO_IOMMU_RS_DEVICE, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION};
 
 mod endpoints;
 use endpoints::{Endpoint, MmioTransport};
+mod introspection;
 mod live_migration;
 
 /// Entries in each virtqueue, as in the C device.

@@ -54,6 +54,50 @@ pub(super) struct Endpoint {
     space: EndpointAddressSpace,
 }
 
+/// Where an endpoint's device is, as introspection shows it.
+pub(super) struct Placement {
+    /// `pci` or `virtio-mmio`.
+    pub bus: &'static str,
+    /// `BB:DD.F`, or the transport's base address.
+    pub address: String,
+    /// The device's qdev id, if it has one.
+    pub qdev_id: Option<String>,
+}
+
+impl Endpoint {
+    pub(super) const fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Whether `bypass-devices` names the device.
+    pub(super) const fn unmanaged(&self) -> bool {
+        self.unmanaged
+    }
+
+    pub(super) fn placement(&self) -> Placement {
+        match self.slot {
+            Slot::Pci { bus, devfn } => {
+                // SAFETY: buses outlive the devices plugged into them.
+                let bus = unsafe { bus.as_ref() };
+                Placement {
+                    bus: "pci",
+                    address: format!("{:02x}:{:02x}.{:x}", bus.bus_num(), devfn >> 3, devfn & 7),
+                    qdev_id: bus.device(devfn).and_then(|d| d.qdev_id()),
+                }
+            }
+            Slot::Mmio(transport) => {
+                // SAFETY: transports live as long as the machine.
+                let transport = unsafe { transport.as_ref() };
+                Placement {
+                    bus: "virtio-mmio",
+                    address: format!("0x{:x}", transport.base()),
+                    qdev_id: transport.device_id(),
+                }
+            }
+        }
+    }
+}
+
 fn requester_id(bus: &PCIBus, devfn: u8) -> u32 {
     u32::from(bus.bus_num()) << 8 | u32::from(devfn)
 }
@@ -317,61 +361,6 @@ impl VirtioIommu {
     pub(crate) fn virtio_mmio_noncoherent(&self, transport: &VirtIOMMIOProxy) -> bool {
         let id = transport.device_id();
         self.noncoherent.borrow_mut().describe(id.as_deref())
-    }
-}
-
-impl VirtioIommu {
-    /// The `endpoints` property: every device behind the IOMMU, as JSON.
-    pub(crate) fn endpoints_json(&self) -> String {
-        let endpoints = self.endpoints.borrow();
-        let noncoherent = self.noncoherent.borrow();
-        let items: Vec<String> = endpoints
-            .iter()
-            .map(|ep| {
-                let (bus, address, qdev_id) = match ep.slot {
-                    Slot::Pci { bus, devfn } => {
-                        // SAFETY: buses outlive the devices plugged into them.
-                        let bus = unsafe { bus.as_ref() };
-                        (
-                            "pci",
-                            format!("{:02x}:{:02x}.{:x}", bus.bus_num(), devfn >> 3, devfn & 7),
-                            bus.device(devfn).and_then(|d| d.qdev_id()),
-                        )
-                    }
-                    Slot::Mmio(transport) => {
-                        // SAFETY: transports live as long as the machine.
-                        let transport = unsafe { transport.as_ref() };
-                        (
-                            "virtio-mmio",
-                            format!("0x{:x}", transport.base()),
-                            transport.device_id(),
-                        )
-                    }
-                };
-                let (domain, bypassed) = self
-                    .with_core(|core| (core.endpoint_domain(ep.id), core.endpoint_bypassed(ep.id)))
-                    .unwrap_or((None, true));
-                let coherent = !(bus == "virtio-mmio" && noncoherent.names(qdev_id.as_deref()));
-                format!(
-                    "{{\"id\": {}, \"bus\": \"{bus}\", \"address\": \"{address}\", \
-                     \"device\": {}, \"domain\": {}, \"bypass-devices\": {}, \
-                     \"address-space\": \"{}\", \"dma\": \"{}\"}}",
-                    ep.id,
-                    qdev_id
-                        .as_deref()
-                        .map_or_else(|| "null".to_owned(), qom_json::json_string),
-                    domain.map_or_else(|| "null".to_owned(), |d| d.to_string()),
-                    ep.unmanaged,
-                    if ep.unmanaged || bypassed {
-                        "bypass"
-                    } else {
-                        "iommu"
-                    },
-                    if coherent { "coherent" } else { "non-coherent" },
-                )
-            })
-            .collect();
-        format!("[{}]", items.join(", "))
     }
 }
 
