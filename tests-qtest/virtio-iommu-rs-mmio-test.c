@@ -384,13 +384,33 @@ static void test_fault(const TestCase *tc)
 
 /*
  * boot-bypass on, endpoint never attached: its DMA goes to the guest
- * addresses untranslated; then attached to a bypass domain, the same.
+ * addresses untranslated.
  */
 static void test_bypass(const TestCase *tc)
 {
     MmioRig t;
 
     mrig_start(&t, tc->device, true, "");
+    rng_driver_init(&t, t.gpa);
+    rng_request(&t, t.gpa + BUF_OFF);
+    g_assert_true(rng_wait_used(&t));
+    expect_random_at(&t, t.gpa + BUF_OFF);
+    expect_no_fault(&t.r);
+    mrig_stop(&t);
+}
+
+/*
+ * boot-bypass off, the endpoint attached to a bypass domain: its DMA goes
+ * to the guest addresses untranslated, and the endpoints property says so.
+ */
+static void test_bypass_domain(const TestCase *tc)
+{
+    MmioRig t;
+
+    mrig_start(&t, tc->device, false, ",\"id\":\"iommu\"");
+    assert_status(attach_flags(&t.r.iommu, 2, t.ep,
+                               VIRTIO_IOMMU_ATTACH_F_BYPASS), S_OK);
+    expect_endpoint_entry(&t, 2, false, "bypass", "coherent");
     rng_driver_init(&t, t.gpa);
     rng_request(&t, t.gpa + BUF_OFF);
     g_assert_true(rng_wait_used(&t));
@@ -584,6 +604,7 @@ int main(int argc, char **argv)
         { "translated", test_translated },
         { "fault", test_fault },
         { "bypass", test_bypass },
+        { "bypass-domain", test_bypass_domain },
         { "bypass-devices", test_bypass_devices },
         { "noncoherent-endpoint", test_noncoherent_endpoint },
         { "migrate-rust-to-rust", test_migrate_rust_to_rust },
