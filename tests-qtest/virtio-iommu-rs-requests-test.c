@@ -25,6 +25,9 @@
 #include "qemu/osdep.h"
 #include "libqtest.h"
 #include "standard-headers/linux/virtio_ring.h"
+#include "qobject/qdict.h"
+#include "qobject/qlist.h"
+#include "qobject/qnum.h"
 #include "virtio-iommu-rs-queue.h"
 
 /*
@@ -1647,6 +1650,95 @@ static void test_bypass_devices(const TestCase *tc)
     iommu_stop(&m);
 }
 
+/* qom-get @property of the IOMMU (qdev id "iommu"); the caller unrefs */
+static QDict *qom_get(Iommu *m, const char *property, QObject **value)
+{
+    QDict *rsp = qtest_qmp(m->qts, "{'execute':'qom-get','arguments':"
+                           "{'path':'/machine/peripheral/iommu',"
+                           "'property':%s}}", property);
+
+    *value = qdict_get(rsp, "return");
+    g_assert_nonnull(*value);
+    return rsp;
+}
+
+/*
+ * virtio-iommu-rs only: its read-only QOM properties describe the state
+ * the requests built and count the requests, by type and status.
+ */
+static void test_introspection(const TestCase *tc)
+{
+    uint8_t buf[ATTACH_LEN];
+    QObject *value;
+    QDict *rsp, *d, *c, *req;
+    QList *list, *eps;
+    Iommu m;
+
+    iommu_boot(&m, tc->device, ",\"id\":\"iommu\"",
+               "-device pci-testdev,addr=05.0 "
+               "-device pci-testdev,addr=06.0",
+               REQUIRED_FEATURES, AREA_SIZE, AREA_SIZE);
+    assert_status(attach(&m, 3, EP_A), S_OK);
+    assert_status(attach(&m, 3, EP_B), S_OK);
+    assert_status(map(&m, 3, 0x10000, 0x1ffff, 0x40000, RW), S_OK);
+    assert_status(map(&m, 3, 0x30000, 0x30fff, 0x50000, R | MMIO), S_OK);
+    assert_status(map(&m, 3, 0x30000, 0x30fff, 0x50000, R), S_INVAL);
+    assert_status(map(&m, 9, 0x30000, 0x30fff, 0x50000, R), S_NOENT);
+    enc_attach(buf, 1, EP_A, 0);
+    buf[0] = 0x7f;
+    assert_status(send_raw(&m, buf, ATTACH_LEN), S_UNSUPP);
+
+    rsp = qom_get(&m, "domains", &value);
+    list = qobject_to(QList, value);
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    d = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpint(qdict_get_int(d, "id"), ==, 3);
+    g_assert_false(qdict_get_bool(d, "bypass"));
+    eps = qdict_get_qlist(d, "endpoints");
+    g_assert_cmpuint(qlist_size(eps), ==, 2);
+    /* Most recently attached first */
+    g_assert_cmpint(qnum_get_int(qobject_to(QNum, qlist_peek(eps))), ==, EP_B);
+    g_assert_cmpint(qdict_get_int(d, "mapping-count"), ==, 2);
+    list = qdict_get_qlist(d, "mappings");
+    d = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpint(qdict_get_int(d, "iova"), ==, 0x10000);
+    g_assert_cmpint(qdict_get_int(d, "end"), ==, 0x1ffff);
+    g_assert_cmpint(qdict_get_int(d, "phys"), ==, 0x40000);
+    g_assert_cmpuint(qlist_size(qdict_get_qlist(d, "flags")), ==, 2);
+    qobject_unref(rsp);
+
+    rsp = qom_get(&m, "counters", &value);
+    c = qobject_to(QDict, value);
+    req = qdict_get_qdict(c, "requests");
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(req, "attach"), "ok"), ==, 2);
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(req, "map"), "ok"), ==, 2);
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(req, "map"), "inval"), ==, 1);
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(req, "map"), "noent"), ==, 1);
+    g_assert_cmpint(qdict_get_int(qdict_get_qdict(req, "other"), "unsupp"),
+                    ==, 1);
+    g_assert_false(qdict_haskey(req, "detach"));
+    g_assert_cmpint(qdict_get_int(c, "malformed-chains"), ==, 0);
+    g_assert_cmpint(qdict_get_int(c, "faults-raised"), ==, 0);
+    /* Both endpoints left the bypass alias when attached */
+    g_assert_cmpint(qdict_get_int(c, "address-space-switches"), ==, 2);
+    qobject_unref(rsp);
+
+    rsp = qom_get(&m, "endpoints", &value);
+    list = qobject_to(QList, value);
+    for (QListEntry *e = qlist_first(list); e; e = qlist_next(e)) {
+        d = qobject_to(QDict, qlist_entry_obj(e));
+        if (qdict_get_int(d, "id") == EP_A) {
+            g_assert_cmpint(qdict_get_int(d, "domain"), ==, 3);
+            g_assert_cmpstr(qdict_get_str(d, "address-space"), ==, "iommu");
+            g_assert_cmpstr(qdict_get_str(d, "bus"), ==, "pci");
+            g_assert_cmpstr(qdict_get_str(d, "address"), ==, "00:05.0");
+        }
+    }
+    qobject_unref(rsp);
+
+    iommu_stop(&m);
+}
+
 /* ---- registration ------------------------------------------------------- */
 
 static const DeviceCase device_cases[] = {
@@ -1678,6 +1770,7 @@ static const DeviceCase device_cases[] = {
 /* Cases of what only virtio-iommu-rs has */
 static const DeviceCase rust_cases[] = {
     { "bypass-devices", test_bypass_devices },
+    { "introspection", test_introspection },
 };
 
 int main(int argc, char **argv)

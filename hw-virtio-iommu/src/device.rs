@@ -102,6 +102,10 @@ pub struct VirtioIommu {
     /// `page_size_mask`'s granule minus one, for translation.
     granule_mask: AtomicU64,
     endpoints: BqlRefCell<Vec<Endpoint>>,
+    /// IOMMU notifier calls (one per `IOMMUTLBEntry`) and address space
+    /// switches made, for introspection.
+    notifier_calls: BqlCell<u64>,
+    space_switches: BqlCell<u64>,
     /// The virtio-mmio transports the machine offered, with the endpoint
     /// id it gave each (arm virt; none on q35).
     mmio_transports: BqlRefCell<Vec<MmioTransport>>,
@@ -206,6 +210,8 @@ impl VirtioIommu {
         uninit_field_mut!(*this, mmio_transports).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, noncoherent).write(BqlRefCell::new(NoncoherentDevices::default()));
         uninit_field_mut!(*this, pending_state).write(BqlRefCell::new(None));
+        uninit_field_mut!(*this, notifier_calls).write(BqlCell::new(0));
+        uninit_field_mut!(*this, space_switches).write(BqlCell::new(0));
         uninit_field_mut!(*this, bypass_checked).write(BqlCell::new(false));
     }
 
@@ -470,8 +476,53 @@ unsafe impl ObjectType for VirtioIommu {
 impl ObjectImpl for VirtioIommu {
     type ParentType = VirtIODevice;
     const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
-    const CLASS_INIT: fn(&mut Self::Class) = Self::Class::class_init::<Self>;
+    const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
 }
+
+impl VirtioIommu {
+    fn class_init(klass: &mut VirtioDeviceClass) {
+        klass.class_init::<Self>();
+        // What `-device virtio-iommu-rs,help` says of each property (the
+        // proxy's aliases take the descriptions along).
+        for (name, text) in PROPERTY_HELP {
+            qom_json::describe_class_property::<Self>(klass, name, text);
+        }
+    }
+}
+
+/// The properties' help texts: meaning, range or syntax.
+const PROPERTY_HELP: [(&CStr, &CStr); 6] = [
+    (
+        c"boot-bypass",
+        c"DMA of endpoints not attached to a domain bypasses the IOMMU from \
+          reset until the driver says otherwise (config bypass); on/off",
+    ),
+    (
+        c"granule",
+        c"smallest page the IOMMU maps: 4k, 8k, 16k, 64k or host (the host's \
+          page size); page_size_mask holds it and every larger power of two",
+    ),
+    (
+        c"aw-bits",
+        c"input address width, 32 to 64: IOVAs range over [0, 2^aw-bits - 1] \
+          (machines may set a default: 39 on q35, 48 on arm virt)",
+    ),
+    (
+        c"reserved-regions",
+        c"regions PROBE reports, a list of START:END:TYPE (hexadecimal \
+          addresses, END inclusive; TYPE 0 reserved, 1 MSI)",
+    ),
+    (
+        c"bypass-devices",
+        c"devices whose DMA never goes through the IOMMU, a list of qdev ids \
+          and root-bus PCI addresses BUS:DEV.FN (hexadecimal)",
+    ),
+    (
+        c"noncoherent-devices",
+        c"virtio-mmio devices (qdev ids) whose DMA the firmware describes as \
+          not cache-coherent (arm virt under TCG only)",
+    ),
+];
 
 impl DeviceImpl for VirtioIommu {
     const VMSTATE: Option<VMStateDescription<Self>> = Some(live_migration::VMSTATE_VIRTIO_IOMMU);

@@ -59,7 +59,15 @@ impl VirtioIommuPci {
         dc.hotpluggable = false;
         let misc = DeviceCategory::DEVICE_CATEGORY_MISC as usize;
         dc.categories[misc / 64] |= 1 << (misc % 64);
+        qom_json::describe_class_property::<Self>(
+            klass,
+            c"class",
+            c"PCI class code the device reports; 0 (the default) keeps its own, \
+              0xff00 (other), as the C device",
+        );
         qom_json::add_class_property::<Self, EndpointsProperty>(klass);
+        qom_json::add_class_property::<Self, DomainsProperty>(klass);
+        qom_json::add_class_property::<Self, CountersProperty>(klass);
 
         // The virtio-iommu interface's methods, asked by the machine (its
         // device tree and ACPI tables). QOM gives each implementing class
@@ -163,6 +171,35 @@ impl qom_json::JsonProperty<VirtioIommuPci> for EndpointsProperty {
 
     fn value(obj: &VirtioIommuPci) -> String {
         obj.vdev.endpoints_json()
+    }
+}
+
+/// `qom-get` of `domains`: the domains, their endpoints and mappings.
+struct DomainsProperty;
+
+impl qom_json::JsonProperty<VirtioIommuPci> for DomainsProperty {
+    const NAME: &'static CStr = c"domains";
+    const TYPE: &'static CStr = c"virtio-iommu-rs-domains";
+    const DESCRIPTION: &'static CStr = c"The domains (read-only): id, bypass, attached \
+        endpoints, number of mappings and the first 64 mappings (iova, end, phys, flags)";
+
+    fn value(obj: &VirtioIommuPci) -> String {
+        obj.vdev.domains_json()
+    }
+}
+
+/// `qom-get` of `counters`: what the device has done.
+struct CountersProperty;
+
+impl qom_json::JsonProperty<VirtioIommuPci> for CountersProperty {
+    const NAME: &'static CStr = c"counters";
+    const TYPE: &'static CStr = c"virtio-iommu-rs-counters";
+    const DESCRIPTION: &'static CStr = c"What the device has done (read-only): requests \
+        by type and status, malformed chains, faults raised and dropped, IOMMU notifier \
+        calls, address space switches";
+
+    fn value(obj: &VirtioIommuPci) -> String {
+        obj.vdev.counters_json()
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::bypass::{BypassDevice, PciDeviceRef};
 use crate::config::Config;
+use crate::counters::Counters;
 use crate::events::NotifierEvent;
 use crate::fault::FaultQueue;
 use crate::mappings::{InsertError, MapFlags, Mapping, Mappings};
@@ -133,6 +134,7 @@ pub struct Device {
     bypass_matched: Vec<bool>,
     domains: BTreeMap<u32, Domain>,
     faults: FaultQueue,
+    counters: Counters,
 }
 
 impl Device {
@@ -148,7 +150,13 @@ impl Device {
             unmanaged: BTreeSet::new(),
             domains: BTreeMap::new(),
             faults: FaultQueue::default(),
+            counters: Counters::default(),
         }
+    }
+
+    /// What the device has done so far (introspection).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub fn config(&self) -> &DeviceConfig {
@@ -420,6 +428,7 @@ impl Device {
     pub fn handle_request(&mut self, readable: &[u8], writable_len: usize) -> Reply {
         let mut events = Vec::new();
         if readable.len() < HEAD_SIZE || writable_len < TAIL_SIZE {
+            self.counters.count_malformed_chain();
             return Reply {
                 response: Response::BadHeadTail,
                 events,
@@ -435,6 +444,14 @@ impl Device {
             };
             request::tail(status).to_vec()
         };
+        // The status is the first byte of the tail, which ends the answer.
+        let status = response
+            .len()
+            .checked_sub(TAIL_SIZE)
+            .and_then(|at| response.get(at));
+        if let (Some(&kind), Some(&status)) = (readable.first(), status) {
+            self.counters.count_request(kind, status);
+        }
         Reply {
             response: Response::Used(response),
             events,
@@ -661,6 +678,7 @@ impl Device {
     }
 
     pub(crate) fn push_fault(&mut self, fault: crate::fault::Fault) {
+        self.counters.count_fault();
         self.faults.push(fault);
     }
 }

@@ -31,6 +31,7 @@
 pub mod bypass;
 pub mod coherency;
 pub mod config;
+pub mod counters;
 pub mod device;
 pub mod events;
 pub mod fault;
@@ -45,6 +46,7 @@ pub mod translate;
 
 pub use bypass::{BypassDevice, PciDeviceRef};
 pub use coherency::NoncoherentDevices;
+pub use counters::Counters;
 pub use device::{Device, DeviceConfig, Reply, Response};
 pub use events::{aligned_blocks, NotifierEvent, Perm};
 pub use fault::{Fault, FaultDelivery, FaultQueue, FaultReason};

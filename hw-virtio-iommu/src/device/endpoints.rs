@@ -221,7 +221,7 @@ impl VirtioIommu {
                 } => {
                     if let Some(space) = space(endpoint) {
                         block_entries(iova, end, phys, perm_flags(perm))
-                            .for_each(|e| space.notify(e));
+                            .for_each(|e| self.notify_one(space, e));
                     }
                 }
                 NotifierEvent::Unmap {
@@ -230,16 +230,25 @@ impl VirtioIommu {
                     end,
                 } => {
                     if let Some(space) = space(endpoint) {
-                        block_entries(iova, end, 0, IOMMU_NONE).for_each(|e| space.notify(e));
+                        block_entries(iova, end, 0, IOMMU_NONE)
+                            .for_each(|e| self.notify_one(space, e));
                     }
                 }
                 NotifierEvent::SwitchAddressSpace { endpoint, bypass } => {
                     if let Some(space) = space(endpoint) {
                         space.set_bypass(bypass);
+                        self.space_switches
+                            .set(self.space_switches.get().saturating_add(1));
                     }
                 }
             }
         }
+    }
+
+    fn notify_one(&self, space: &EndpointAddressSpace, entry: TlbEntry) {
+        space.notify(entry);
+        self.notifier_calls
+            .set(self.notifier_calls.get().saturating_add(1));
     }
 
     /// Write pending faults into the event buffers the driver posted. As

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-//! Read-only QOM properties whose value is structured data: `qom-get`
+//! QOM property helpers for Rust devices: property descriptions, and
+//! read-only properties whose value is structured data: `qom-get`
 //! returns it as JSON, as it does virtio-balloon's `guest-stats`. The
 //! object renders the value as JSON text ([`JsonProperty::value`]); the
 //! property's getter parses it into a `QObject` and hands that to the
@@ -84,6 +85,27 @@ pub fn add_class_property<T: ObjectType, P: JsonProperty<T>>(klass: &mut T::Clas
             klass,
             P::NAME.as_ptr(),
             P::DESCRIPTION.as_ptr(),
+        );
+    }
+}
+
+/// Describe the class property `name` of `T` (shown by `-device
+/// TYPE,help` and `qom-list-properties`); from `T`'s `class_init`, once
+/// the property exists (qdev properties do after the parent's
+/// `class_init`). A name the class lacks is ignored.
+pub fn describe_class_property<T: ObjectType>(
+    klass: &mut T::Class,
+    name: &'static CStr,
+    description: &'static CStr,
+) {
+    let klass = ptr::from_mut(klass).cast::<qom::bindings::ObjectClass>();
+    // SAFETY: klass is T's class being initialized; the strings are
+    // static (QOM copies them).
+    unsafe {
+        bindings::object_class_property_set_description(
+            klass,
+            name.as_ptr(),
+            description.as_ptr(),
         );
     }
 }
