@@ -235,8 +235,7 @@ impl VirtioIommu {
                     }
                 }
                 NotifierEvent::SwitchAddressSpace { endpoint, bypass } => {
-                    if let Some(space) = space(endpoint) {
-                        space.set_bypass(bypass);
+                    if space(endpoint).is_some_and(|space| space.set_bypass(bypass)) {
                         self.space_switches
                             .set(self.space_switches.get().saturating_add(1));
                     }

@@ -6,7 +6,7 @@
 //! mappings; `counters`, what the device has done.
 
 use qom_json::json_string;
-use virtio_iommu_core::counters::Counters;
+use virtio_iommu_core::{counters::Counters, Mappings};
 
 use super::VirtioIommu;
 
@@ -76,7 +76,7 @@ impl VirtioIommu {
                     let mappings = core.mappings(id);
                     let shown: Vec<String> = mappings
                         .into_iter()
-                        .flat_map(|m| m.iter())
+                        .flat_map(Mappings::iter)
                         .take(MAPPINGS_SHOWN)
                         .map(|m| {
                             let flags = [
@@ -100,7 +100,7 @@ impl VirtioIommu {
                          \"mapping-count\": {}, \"mappings\": [{}]}}",
                         core.domain_bypass(id).unwrap_or(false),
                         endpoints.join(", "),
-                        mappings.map_or(0, |m| m.len()),
+                        mappings.map_or(0, Mappings::len),
                         shown.join(", ")
                     )
                 })
@@ -116,7 +116,7 @@ impl VirtioIommu {
     pub(crate) fn counters_json(&self) -> String {
         let (counters, dropped) = self
             .with_core(|core| (core.counters().clone(), core.faults().dropped()))
-            .unwrap_or((Counters::default(), 0));
+            .unwrap_or_else(|| (Counters::default(), 0));
         let mut by_type: Vec<(&str, Vec<String>)> = Vec::new();
         for (kind, status, n) in counters.requests() {
             let entry = format!("{}: {n}", json_string(status));

@@ -238,7 +238,13 @@ impl EndpointAddressSpace {
             NonNull::new(p).expect("g_malloc0")
         };
         let space = Self(regions);
-        space.set_bypass(bypass);
+        // Both regions start enabled: choose one.
+        // SAFETY: both regions are initialized subregions of root.
+        unsafe {
+            let r = space.regions();
+            memory_region_set_enabled(addr_of_mut!((*r).iommu.mr).cast(), !bypass);
+            memory_region_set_enabled(addr_of_mut!((*r).bypass), bypass);
+        }
         space
     }
 
@@ -262,17 +268,23 @@ impl EndpointAddressSpace {
         }
     }
 
-    /// Send DMA straight to system memory (`true`) or through the IOMMU.
-    pub fn set_bypass(&self, bypass: bool) {
+    /// Send DMA straight to system memory (`true`) or through the IOMMU;
+    /// whether that changed where it went.
+    pub fn set_bypass(&self, bypass: bool) -> bool {
         assert!(bql::is_locked());
-        // SAFETY: both regions are initialized subregions of root.
+        // SAFETY: both regions are initialized subregions of root; the
+        // alias's `enabled` is a plain field, written under the BQL.
         unsafe {
             let r = self.regions();
+            if (*r).bypass.enabled == bypass {
+                return false;
+            }
             memory_region_transaction_begin();
             memory_region_set_enabled(addr_of_mut!((*r).iommu.mr).cast(), !bypass);
             memory_region_set_enabled(addr_of_mut!((*r).bypass), bypass);
             memory_region_transaction_commit();
         }
+        true
     }
 
     /// Tell the region's notifiers that a block was mapped (`perm` not

@@ -102,11 +102,7 @@ pub fn describe_class_property<T: ObjectType>(
     // SAFETY: klass is T's class being initialized; the strings are
     // static (QOM copies them).
     unsafe {
-        bindings::object_class_property_set_description(
-            klass,
-            name.as_ptr(),
-            description.as_ptr(),
-        );
+        bindings::object_class_property_set_description(klass, name.as_ptr(), description.as_ptr());
     }
 }
 
