@@ -1650,6 +1650,63 @@ static void test_bypass_devices(const TestCase *tc)
     iommu_stop(&m);
 }
 
+/*
+ * Both devices emit QEMU's virtio_iommu_* trace events at the same points
+ * with the same arguments: the requests as they start, and the endpoint's
+ * switch from the bypass alias to the IOMMU region when attached.
+ */
+static void test_trace_events(const TestCase *tc)
+{
+    static const char *const expected[] = {
+        "virtio_iommu_attach domain=3 endpoint=40",
+        "virtio_iommu_switch_address_space Device 00:05.0 switching address "
+        "space (iommu enabled=1)",
+        "virtio_iommu_map domain=3 virt_start=0x10000 virt_end=0x1ffff "
+        "phys_start=0x40000 flags=3",
+        "virtio_iommu_unmap domain=3 virt_start=0x10000 virt_end=0x1ffff",
+        "virtio_iommu_detach domain=3 endpoint=40",
+    };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *log = NULL;
+    g_autofree char *args = NULL;
+    g_autofree char *text = NULL;
+    const char *at;
+    Iommu m;
+    int fd = g_file_open_tmp("virtio-iommu-rs-trace-XXXXXX", &log, &err);
+
+    g_assert_no_error(err);
+    close(fd);
+    args = g_strdup_printf("-device pci-testdev,addr=05.0 "
+                           "-trace enable=virtio_iommu_attach "
+                           "-trace enable=virtio_iommu_detach "
+                           "-trace enable=virtio_iommu_map "
+                           "-trace enable=virtio_iommu_unmap "
+                           "-trace enable=virtio_iommu_switch_address_space "
+                           "-D %s", log);
+    iommu_boot(&m, tc->device, "", args, REQUIRED_FEATURES, AREA_SIZE,
+               AREA_SIZE);
+    assert_status(attach(&m, 3, EP_A), S_OK);
+    assert_status(map(&m, 3, 0x10000, 0x1ffff, 0x40000, RW), S_OK);
+    assert_status(unmap(&m, 3, 0x10000, 0x1ffff), S_OK);
+    assert_status(detach(&m, 3, EP_A), S_OK);
+    /* QEMU has written and closed its log once it has quit */
+    iommu_stop(&m);
+
+    g_file_get_contents(log, &text, NULL, &err);
+    unlink(log);
+    g_assert_no_error(err);
+    at = text;
+    for (size_t i = 0; i < ARRAY_SIZE(expected); i++) {
+        const char *found = strstr(at, expected[i]);
+
+        if (!found) {
+            g_error("%s: no '%s' (in this order) in its trace log:\n%s",
+                    tc->device, expected[i], text);
+        }
+        at = found;
+    }
+}
+
 /* qom-get @property of the IOMMU (qdev id "iommu"); the caller unrefs */
 static QDict *qom_get(Iommu *m, const char *property, QObject **value)
 {
@@ -1725,7 +1782,7 @@ static void test_introspection(const TestCase *tc)
 
     rsp = qom_get(&m, "endpoints", &value);
     list = qobject_to(QList, value);
-    for (QListEntry *e = qlist_first(list); e; e = qlist_next(e)) {
+    for (const QListEntry *e = qlist_first(list); e; e = qlist_next(e)) {
         d = qobject_to(QDict, qlist_entry_obj(e));
         if (qdict_get_int(d, "id") == EP_A) {
             g_assert_cmpint(qdict_get_int(d, "domain"), ==, 3);
@@ -1765,6 +1822,7 @@ static const DeviceCase device_cases[] = {
     { "difference-failed-attach", test_diff_failed_attach },
     { "difference-unmap-reversed", test_diff_unmap_reversed },
     { "difference-endpoint-alias", test_diff_endpoint_alias },
+    { "trace-events", test_trace_events },
 };
 
 /* Cases of what only virtio-iommu-rs has */

@@ -45,6 +45,7 @@ mod endpoints;
 use endpoints::{Endpoint, MmioTransport};
 mod introspection;
 mod live_migration;
+mod trace_points;
 
 /// Entries in each virtqueue, as in the C device.
 const QUEUE_SIZE: u16 = 256;
@@ -353,6 +354,7 @@ impl VirtioIommu {
             let len = elem.read_into(&mut request);
             let request = request.get(..len).unwrap_or_default();
             let writable = elem.writable_len();
+            trace_points::request(request);
             let Some(reply) = self.with_core(|core| core.handle_request(request, writable)) else {
                 break;
             };
@@ -394,11 +396,14 @@ impl VirtioIommu {
     }
 
     fn get_features(&self, features: u64) -> u64 {
+        trace_points::get_features(features | DEVICE_FEATURES);
         features | DEVICE_FEATURES
     }
 
     fn get_config(&self, out: &mut [u8]) {
-        let bytes = self.config.get().to_bytes();
+        let config = self.config.get();
+        trace_points::get_config(&config);
+        let bytes = config.to_bytes();
         let n = out.len().min(bytes.len());
         out[..n].copy_from_slice(&bytes[..n]);
     }
@@ -407,6 +412,7 @@ impl VirtioIommu {
         let mut config = self.config.get();
         match config.driver_write(written, self.guest_has_feature(features::BYPASS_CONFIG)) {
             Ok(changed) => {
+                trace_points::set_config(config.bypass);
                 self.config.set(config);
                 if changed {
                     self.set_core_bypass(config.bypass != 0);
@@ -424,6 +430,7 @@ impl VirtioIommu {
     /// A device (cold) reset forgets every domain and attachment, as in the
     /// C device; a driver's virtio reset does not. `bypass` is sticky.
     fn reset_exit(&self, _type: ResetType) {
+        trace_points::device_reset_exit();
         let events: Option<Vec<NotifierEvent>> = self.with_core(Device::reset);
         self.apply_events(&events.unwrap_or_default());
     }
@@ -433,6 +440,7 @@ impl SystemReset for VirtioIommu {
     /// A machine reset restores the `bypass` field the driver may have
     /// changed to the `boot-bypass` property.
     fn system_reset(&self) {
+        trace_points::system_reset();
         self.check_bypass_devices();
         let mut config = self.config.get();
         config.bypass = self.boot_bypass.into();

@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 
 use iommu::{
     EndpointAddressSpace, IOMMUAccessFlags, IOMMUNotifierFlag, IommuRegionOwner, TlbEntry,
-    IOMMU_NONE, IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_RO, IOMMU_WO,
+    IOMMU_NONE, IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_NOTIFIER_NONE, IOMMU_RO, IOMMU_WO,
 };
 use pci::{bindings::AddressSpace, PCIBus, PCIDevice, PCIDeviceMethods, PciIommu};
 use qom::ObjectType;
@@ -19,7 +19,7 @@ use virtio_iommu_core::{
     aligned_blocks, Access, Device, FaultDelivery, NotifierEvent, PciDeviceRef, Perm, Translated,
 };
 
-use super::VirtioIommu;
+use super::{trace_points, VirtioIommu};
 use crate::TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION;
 
 /// Where a device behind the IOMMU sits.
@@ -220,6 +220,7 @@ impl VirtioIommu {
                     perm,
                 } => {
                     if let Some(space) = space(endpoint) {
+                        trace_points::notify_map(iova, end, phys, perm_flags(perm));
                         block_entries(iova, end, phys, perm_flags(perm))
                             .for_each(|e| self.notify_one(space, e));
                     }
@@ -230,12 +231,14 @@ impl VirtioIommu {
                     end,
                 } => {
                     if let Some(space) = space(endpoint) {
+                        trace_points::notify_unmap(iova, end);
                         block_entries(iova, end, 0, IOMMU_NONE)
                             .for_each(|e| self.notify_one(space, e));
                     }
                 }
                 NotifierEvent::SwitchAddressSpace { endpoint, bypass } => {
                     if space(endpoint).is_some_and(|space| space.set_bypass(bypass)) {
+                        trace_points::switch_address_space(endpoint, !bypass);
                         self.space_switches
                             .set(self.space_switches.get().saturating_add(1));
                     }
@@ -422,6 +425,7 @@ impl VirtioMmioIommu for VirtioIommu {
 
 impl IommuRegionOwner for VirtioIommu {
     fn translate(&self, endpoint: u32, addr: u64, flag: IOMMUAccessFlags) -> TlbEntry {
+        trace_points::translate(endpoint, addr, flag);
         let access = Access {
             read: flag & IOMMU_RO != 0,
             write: flag & IOMMU_WO != 0,
@@ -437,6 +441,11 @@ impl IommuRegionOwner for VirtioIommu {
             Some(Translated::Identity) | None => page,
             Some(Translated::Mapped(m)) => {
                 let (iova, translated_addr, addr_mask) = m.tlb_block(addr);
+                trace_points::translate_out(
+                    addr,
+                    translated_addr.wrapping_add(addr.wrapping_sub(iova)),
+                    endpoint,
+                );
                 TlbEntry {
                     iova,
                     translated_addr,
@@ -447,7 +456,8 @@ impl IommuRegionOwner for VirtioIommu {
                     }),
                 }
             }
-            Some(Translated::Fault(_)) => {
+            Some(Translated::Fault(f)) => {
+                trace_points::report_fault(f.reason as u8, f.flags, f.endpoint, f.address);
                 // The event queue needs the BQL; without it (a DMA from an
                 // I/O thread) the fault waits for the next delivery.
                 if bql::is_locked() {
@@ -485,9 +495,14 @@ impl IommuRegionOwner for VirtioIommu {
     fn notify_flag_changed(
         &self,
         _endpoint: u32,
-        _old: IOMMUNotifierFlag,
+        old: IOMMUNotifierFlag,
         new: IOMMUNotifierFlag,
     ) -> Result<()> {
+        if old == IOMMU_NOTIFIER_NONE {
+            trace_points::notify_flag_add(c"virtio-iommu-rs");
+        } else if new == IOMMU_NOTIFIER_NONE {
+            trace_points::notify_flag_del(c"virtio-iommu-rs");
+        }
         // As the C device: device-IOTLB (ATS) invalidations are not
         // implemented, so a notifier that needs them is refused.
         util::ensure!(
