@@ -16,6 +16,10 @@
  *       IOVAs in batches of as many requests as the request queue holds,
  *       host wall clock per pair (the qtest driver's cost included, the
  *       same driver for both devices).
+ *   /virtio-iommu-rs-bench/strict-cycle  MAP, one COPY into the mapped
+ *       buffer, UNMAP: a strict-mode guest's I/O, device time per cycle.
+ *   /virtio-iommu-rs-bench/scaling    translation (pci_dma_rw), MAP and
+ *       UNMAP with 10^3, 10^5 and 10^6 mappings in the domain.
  *   /virtio-iommu-rs-bench/memory     the QEMU process's anonymous RSS
  *       before and after many MAP requests, per mapping.
  *
@@ -24,6 +28,8 @@
  *   VIOMMU_BENCH_REPS      repetitions of each DMA and MAP+UNMAP sample
  *   VIOMMU_BENCH_COUNT_SCALE  multiplies the DMA COUNT of every size
  *   VIOMMU_BENCH_PAIRS     MAP+UNMAP pairs per repetition
+ *   VIOMMU_BENCH_CYCLES    strict-mode cycles per repetition
+ *   VIOMMU_BENCH_SCALE_MAX the largest mapping count of the scaling case
  *   VIOMMU_BENCH_MAPPINGS  mappings for the memory figure
  *   VIOMMU_BENCH_MEMORY_REPS  fresh QEMUs per device for the memory figure
  *
@@ -144,6 +150,15 @@ typedef struct Queue {
     int64_t rtt_ns;
 } Queue;
 
+/* The monotonic clock in ns (GLib's is in microseconds) */
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void queue_init(Queue *q, Iommu *m)
 {
     memset(q, 0, sizeof(*q));
@@ -202,7 +217,7 @@ static void queue_run(Queue *q, unsigned n, uint32_t len)
     QVirtQueue *vq = q->m->reqq;
     QTestState *qts = q->m->qts;
     uint16_t want = q->avail_idx + n;
-    gint64 t0, t1, t2;
+    int64_t t0, t1, t2;
     uint16_t used;
 
     g_assert_cmpuint(n, >=, 1);
@@ -228,15 +243,15 @@ static void queue_run(Queue *q, unsigned n, uint32_t len)
     /* The index last: the device may look at the ring once it moves */
     qtest_writew(qts, vq->avail + 2, want);
     q->avail_idx = want;
-    t0 = g_get_monotonic_time();
+    t0 = now_ns();
     q->m->dev->vdev.bus->virtqueue_kick(&q->m->dev->vdev, vq);
-    t1 = g_get_monotonic_time();
+    t1 = now_ns();
     used = qtest_readw(qts, vq->used + offsetof(struct vring_used, idx));
-    t2 = g_get_monotonic_time();
+    t2 = now_ns();
     /* The device answered everything inside the notify, as assumed */
     g_assert_cmpuint(used, ==, want);
-    q->kick_ns += (t1 - t0) * 1000;
-    q->rtt_ns += (t2 - t1) * 1000;
+    q->kick_ns += t1 - t0;
+    q->rtt_ns += t2 - t1;
     qtest_memread(qts, q->slots, q->buf, n * SLOT_SIZE);
     q->sent += n;
 }
@@ -589,6 +604,213 @@ static void bench_map_unmap(void)
     }
 }
 
+/* ---- the strict-mode I/O cycle ------------------------------------------ */
+
+/*
+ * What a Linux guest in strict mode makes of every I/O: MAP the buffer,
+ * the device's DMA into it, UNMAP it, and only then is the I/O complete.
+ * Here as a guest with a batch of I/Os in flight (as many as the request
+ * queue holds): the batch's MAPs in one notify, then one COPY into each
+ * buffer, then the batch's UNMAPs in one notify.  Every buffer is mapped,
+ * written and unmapped in that order, at its own IOVA (all of them onto
+ * the same guest RAM); x-dma-test's source stays mapped, as a driver's
+ * long-lived ring would.
+ *
+ * The time is the device's: the notifies less one round trip each (see
+ * Queue), spread over the batch so that the socket's jitter is too, plus
+ * each COPY's own ELAPSED.  Each line gives the median ns of one MAP, one
+ * COPY and one UNMAP.
+ */
+static const uint32_t cycle_sizes[] = { 4096, 65536 };
+#define CYCLE_STRIDE    0x10000ULL
+
+typedef struct Cycle {
+    int64_t map_ns, dma_ns, unmap_ns;
+} Cycle;
+
+static int64_t device_ns(Queue *q, int64_t kick0, int64_t rtt0)
+{
+    return (q->kick_ns - kick0) - (q->rtt_ns - rtt0);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+static int64_t median_i64(int64_t *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_i64);
+    return v[n / 2];
+}
+
+/*
+ * @batches batches of cycles of @len bytes through @path: the median ns
+ * per MAP and per UNMAP (over batches) and per COPY.  Medians, not means:
+ * now and then the host stalls one round trip for hundreds of
+ * microseconds, which would outweigh a whole batch of requests.
+ */
+static Cycle cycle_run(Rig *r, uint32_t path, uint32_t len, unsigned batches)
+{
+    Queue *q = &r->q;
+    g_autofree int64_t *m = g_new(int64_t, batches);
+    g_autofree int64_t *u = g_new(int64_t, batches);
+    g_autofree int64_t *d = g_new(int64_t, batches * q->max);
+
+    for (unsigned b = 0; b < batches; b++) {
+        int64_t k0 = q->kick_ns, t0 = q->rtt_ns;
+
+        for (unsigned i = 0; i < q->max; i++) {
+            uint64_t iova = IOVA_DST + i * CYCLE_STRIDE;
+
+            enc_map(queue_slot(q, i), 1, iova, iova + len - 1, r->dst, W);
+        }
+        queue_run(q, q->max, MAP_LEN);
+        queue_expect_ok(q, q->max, "MAP");
+        m[b] = device_ns(q, k0, t0) / q->max;
+        for (unsigned i = 0; i < q->max; i++) {
+            qpci_io_writeq(r->ep, r->bar, DT_DST, IOVA_DST + i * CYCLE_STRIDE);
+            d[b * q->max + i] = dt_copy(r, path, len, 1);
+        }
+        k0 = q->kick_ns;
+        t0 = q->rtt_ns;
+        for (unsigned i = 0; i < q->max; i++) {
+            uint64_t iova = IOVA_DST + i * CYCLE_STRIDE;
+
+            enc_unmap(queue_slot(q, i), 1, iova, iova + len - 1);
+        }
+        queue_run(q, q->max, UNMAP_LEN);
+        queue_expect_ok(q, q->max, "UNMAP");
+        u[b] = device_ns(q, k0, t0) / q->max;
+    }
+    qpci_io_writeq(r->ep, r->bar, DT_DST, IOVA_DST);
+    return (Cycle) {
+        .map_ns = median_i64(m, batches),
+        .dma_ns = median_i64(d, batches * q->max),
+        .unmap_ns = median_i64(u, batches),
+    };
+}
+
+static void bench_strict_cycle(void)
+{
+    unsigned reps = env_uint("VIOMMU_BENCH_REPS", 3);
+    unsigned n = env_uint("VIOMMU_BENCH_CYCLES", 256);
+    g_autofree uint8_t *got = g_malloc(DT_MAX_LEN);
+    Rig rigs[MACHINES];
+
+    for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+        dma_rig_start(&rigs[mc], mc);
+        /* The destination is mapped by each cycle, not for good */
+        assert_status(unmap(&rigs[mc].iommu, 1, IOVA_DST,
+                            IOVA_DST + DT_MAX_LEN - 1), S_OK);
+    }
+    for (unsigned rep = 0; rep < reps; rep++) {
+        for (size_t s = 0; s < ARRAY_SIZE(cycle_sizes); s++) {
+            for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+                for (unsigned k = 0; k < 2; k++) {
+                    uint32_t path = (rep + k) % 2;
+                    unsigned batches = DIV_ROUND_UP(n, rigs[mc].q.max);
+                    Cycle c = cycle_run(&rigs[mc], path, cycle_sizes[s],
+                                        batches);
+
+                    printf("BENCH cycle iommu=%s path=%s size=%u rep=%u "
+                           "cycles=%u map_ns=%" PRId64 " dma_ns=%" PRId64
+                           " unmap_ns=%" PRId64 "\n", machine_key[mc],
+                           path == DT_PATH_RUST ? "rust" : "c",
+                           cycle_sizes[s], rep, batches * rigs[mc].q.max,
+                           c.map_ns, c.dma_ns, c.unmap_ns);
+                }
+            }
+        }
+        fflush(stdout);
+    }
+    for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+        Rig *r = &rigs[mc];
+
+        /*
+         * The cycles moved real data: the last COPY's bytes are in the
+         * destination, and with the mapping gone the device can no longer
+         * reach it.
+         */
+        qtest_memread(r->qts, r->dst, got, cycle_sizes[1]);
+        for (size_t i = 0; i < cycle_sizes[1]; i++) {
+            g_assert_cmpuint(got[i], ==,
+                             (uint8_t)(i * 7 + DT_PATH_C * 31 + mc));
+        }
+        dt_wr(r, DT_PATH, DT_PATH_C);
+        dt_wr(r, DT_LEN, 8);
+        dt_wr(r, DT_COUNT, 1);
+        dt_wr(r, DT_CMD, DT_CMD_COPY);
+        g_assert_cmpuint(dt_rd(r, DT_FAILED), ==, 1);
+        rig_stop(r);
+    }
+}
+
+/* ---- cost against the number of mappings -------------------------------- */
+
+/*
+ * Translation, MAP and UNMAP with 10^3, 10^5 and 10^6 other mappings in
+ * the endpoint's domain (one QEMU per device, grown from one count to the
+ * next).  Translation: 8-byte COPYs through pci_dma_rw, which asks the
+ * IOMMU on every access (the Rust API would cache it).  MAP and UNMAP:
+ * batches of distinct pages above the others, device time per request.
+ */
+static const unsigned scale_counts[] = { 1000, 100000, 1000000 };
+
+static void bench_scaling(void)
+{
+    unsigned reps = env_uint("VIOMMU_BENCH_REPS", 3);
+    unsigned max = env_uint("VIOMMU_BENCH_SCALE_MAX", 20000);
+    unsigned pairs = env_uint("VIOMMU_BENCH_PAIRS", 2048);
+    bool quick = !g_getenv("VIOMMU_BENCH_COUNT_SCALE");
+    uint32_t copies = quick ? 2000 : 200000;
+    unsigned have[MACHINES] = { 0 };
+    Rig rigs[MACHINES];
+
+    for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+        dma_rig_start(&rigs[mc], mc);
+        /* Warm up the request path, as for the MAP+UNMAP figure */
+        map_many(&rigs[mc], max, pairs);
+        unmap_many(&rigs[mc], max, pairs);
+    }
+    for (size_t s = 0; s < ARRAY_SIZE(scale_counts); s++) {
+        unsigned n = MIN(scale_counts[s], max);
+
+        for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+            map_many(&rigs[mc], have[mc], n - have[mc]);
+            have[mc] = n;
+        }
+        for (unsigned rep = 0; rep < reps; rep++) {
+            for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+                Rig *r = &rigs[mc];
+                Queue *q = &r->q;
+                int64_t k0 = q->kick_ns, t0 = q->rtt_ns, map_ns;
+                uint64_t dma_ns = dt_copy(r, DT_PATH_C, 8, copies);
+
+                map_many(r, max, pairs);
+                map_ns = (q->kick_ns - k0) - (q->rtt_ns - t0);
+                k0 = q->kick_ns;
+                t0 = q->rtt_ns;
+                unmap_many(r, max, pairs);
+                printf("BENCH scale iommu=%s mappings=%u rep=%u copies=%u "
+                       "copy_ns=%" PRIu64 " requests=%u map_ns=%" PRId64
+                       " unmap_ns=%" PRId64 "\n", machine_key[mc], n, rep,
+                       copies, dma_ns, pairs, map_ns,
+                       (q->kick_ns - k0) - (q->rtt_ns - t0));
+            }
+            fflush(stdout);
+        }
+        if (n == max) {
+            break;
+        }
+    }
+    for (Machine mc = BEHIND_C; mc < MACHINES; mc++) {
+        rig_stop(&rigs[mc]);
+    }
+}
+
 /* ---- memory per mapping ------------------------------------------------- */
 
 /*
@@ -766,6 +988,8 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     qtest_add_func("/virtio-iommu-rs-bench/dma", bench_dma);
     qtest_add_func("/virtio-iommu-rs-bench/map-unmap", bench_map_unmap);
+    qtest_add_func("/virtio-iommu-rs-bench/strict-cycle", bench_strict_cycle);
+    qtest_add_func("/virtio-iommu-rs-bench/scaling", bench_scaling);
     qtest_add_func("/virtio-iommu-rs-bench/memory", bench_memory);
     qtest_add_func("/virtio-iommu-rs-bench/migration", bench_migration);
     return g_test_run();
