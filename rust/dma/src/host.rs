@@ -85,17 +85,17 @@ impl HostBlock {
         self.target_as
     }
 
-    /// Copy the next piece of `t` (which goes to `target`, with `room`
-    /// bytes of the block left from there) between host RAM and `buf`.
-    /// `None` if the block is not directly accessible for `access`.
-    pub fn copy(
+    /// Take the next piece of `t` (which goes to `target`, with `room`
+    /// bytes of the block left from there) as a span of host RAM to copy,
+    /// or `None` (taking nothing) if the block is not directly accessible
+    /// for `access`.
+    pub fn span(
         &mut self,
         target: u64,
         room: u64,
         t: &mut Transfer,
-        buf: *mut u8,
         access: Access,
-    ) -> Option<u32> {
+    ) -> Option<Span> {
         if access == Access::Write && !self.writable && self.cache.is_some() {
             // A page first read, now written: map it again for writing
             // (RAM that refuses direct writes, ROM, stays uncached).
@@ -109,21 +109,77 @@ impl HostBlock {
             return None;
         }
         let (_, done, n) = t.take(room);
-        // SAFETY: cache.ptr maps self.len bytes from start; the piece lies
-        // within [offset, offset + room) of it, and within the caller's
-        // buffer at done (Transfer).
+        Some(Span {
+            // SAFETY: cache.ptr maps self.len bytes from start, and
+            // offset < self.len.
+            host: unsafe { cache.ptr.add(offset as usize) },
+            done,
+            len: n,
+            cache,
+            offset,
+        })
+    }
+}
+
+/// Pieces of a transfer that lie back to back both in the caller's buffer
+/// and in one RAM region's host memory: one copy and one dirty-range
+/// update for all of them, instead of one per page. The caches they come
+/// from must live until [`Span::copy`] (the IOTLB is not changed
+/// meanwhile).
+pub struct Span {
+    host: *mut u8,
+    /// Offset in the caller's buffer.
+    done: usize,
+    len: usize,
+    /// The first piece's cache, and the piece's offset in it: the dirty
+    /// range is marked through it.
+    cache: *mut MemoryRegionCache,
+    offset: u64,
+}
+
+impl Span {
+    /// Append `next` if it continues this span in the buffer, in host
+    /// memory and in the same memory region (so also at the next offset of
+    /// that region's RAM, which the dirty update needs); otherwise give it
+    /// back.
+    pub fn extend(&mut self, next: Self) -> Option<Self> {
+        // SAFETY: both caches are live (see Span) and were initialized.
+        let same_region = unsafe { (*self.cache).mrs.mr == (*next.cache).mrs.mr };
+        if same_region
+            && next.done == self.done + self.len
+            && next.host == self.host.wrapping_add(self.len)
+        {
+            self.len += next.len;
+            None
+        } else {
+            Some(next)
+        }
+    }
+
+    /// Copy the span between host RAM and `buf`.
+    ///
+    /// # Safety
+    ///
+    /// `buf` is the buffer of the transfer the span was taken from, and the
+    /// caches of its pieces are still live.
+    pub unsafe fn copy(self, buf: *mut u8, access: Access) -> u32 {
+        // SAFETY: the span lies within mapped RAM (HostBlock::span, and
+        // extend only appends what follows in the same region) and within
+        // the caller's buffer at done (Transfer).
         unsafe {
-            let host = cache.ptr.add(offset as usize);
             match access {
-                Access::Read => std::ptr::copy_nonoverlapping(host, buf.add(done), n),
+                Access::Read => {
+                    std::ptr::copy_nonoverlapping(self.host, buf.add(self.done), self.len)
+                }
                 Access::Write => {
-                    std::ptr::copy_nonoverlapping(buf.add(done), host, n);
-                    // Dirty for migration, and invalidates TCG code there.
-                    address_space_cache_invalidate(cache, offset, n as u64);
+                    std::ptr::copy_nonoverlapping(buf.add(self.done), self.host, self.len);
+                    // Dirty for migration, and invalidates TCG code there:
+                    // the region's RAM is contiguous from the first piece.
+                    address_space_cache_invalidate(self.cache, self.offset, self.len as u64);
                 }
             }
         }
-        Some(MEMTX_OK)
+        MEMTX_OK
     }
 }
 

@@ -48,7 +48,10 @@ use system::{
     MEMTXATTRS_UNSPECIFIED,
 };
 
-use crate::{host::HostBlock, topology::Topology};
+use crate::{
+    host::{HostBlock, Span},
+    topology::Topology,
+};
 
 /// A failed transaction: `MemTxResult` bits (`MEMTX_ERROR`,
 /// `MEMTX_DECODE_ERROR`, `MEMTX_ACCESS_ERROR`), never `MEMTX_OK`.
@@ -253,8 +256,10 @@ impl Dma {
         result(bits)
     }
 
-    /// Move the next piece of `t`: from the IOTLB when it has the page,
-    /// otherwise after filling it.
+    /// Move the next pieces of `t`: every page in a row the IOTLB has, as
+    /// few copies as their host memory allows (pages whose RAM is
+    /// contiguous are one copy and one dirty update), then, if the next
+    /// page missed, that piece after filling it.
     #[inline]
     fn piece(&self, t: &mut Transfer, buf: *mut u8, access: Access) -> u32 {
         let mut state = self.state.borrow_mut();
@@ -267,20 +272,48 @@ impl Dma {
             // SAFETY: off + n is within the caller's buffer (Transfer).
             return unsafe { self.slow_piece(self.bus_master_as(), addr, buf.add(off), n, access) };
         }
-        if let Some(hit) = state.tlb.lookup(t.addr, access) {
+        // The spans point into IOTLB entries' caches: the state stays
+        // borrowed (nothing is evicted) until they are copied.
+        let mut run: Option<Span> = None;
+        let mut bits = MEMTX_OK;
+        while !t.is_done() {
+            let Some(hit) = state.tlb.lookup(t.addr, access) else {
+                break;
+            };
             let (target, room) = (hit.target, hit.room);
-            if let Some(done) = hit.payload.copy(target, room, t, buf, access) {
-                return done;
+            let Some(span) = hit.payload.span(target, room, t, access) else {
+                // Translated, but not RAM: QEMU's path on the target.
+                let target_as = hit.payload.target_as();
+                if let Some(r) = run.take() {
+                    // SAFETY: taken from t, whose caches are still live.
+                    bits |= unsafe { r.copy(buf, access) };
+                }
+                drop(state);
+                let (_, off, n) = t.take(room);
+                // SAFETY: off + n is within the caller's buffer (Transfer).
+                return bits
+                    | unsafe { self.slow_piece(target_as, target, buf.add(off), n, access) };
+            };
+            match run.as_mut() {
+                None => run = Some(span),
+                Some(r) => {
+                    if let Some(next) = r.extend(span) {
+                        let done = std::mem::replace(r, next);
+                        // SAFETY: as above.
+                        bits |= unsafe { done.copy(buf, access) };
+                    }
+                }
             }
-            // Translated, but not RAM: QEMU's path on the target.
-            let target_as = hit.payload.target_as();
-            drop(state);
-            let (_, off, n) = t.take(room);
-            // SAFETY: off + n is within the caller's buffer (Transfer).
-            return unsafe { self.slow_piece(target_as, target, buf.add(off), n, access) };
+        }
+        if let Some(r) = run.take() {
+            // SAFETY: as above.
+            bits |= unsafe { r.copy(buf, access) };
         }
         drop(state);
-        match self.fill(t.addr, access, mode) {
+        if t.is_done() {
+            return bits;
+        }
+        bits | match self.fill(t.addr, access, mode) {
             Fill::Cached => MEMTX_OK,
             Fill::Uncached(room) => {
                 let (addr, off, n) = t.take(room);
