@@ -14,10 +14,21 @@ use system::bindings::{
 };
 
 /// A cached block of a target address space.
+///
+/// The block is mapped at its second access, not when it is cached: the
+/// first goes through QEMU (one `address_space_rw` on the target, which
+/// costs less than making and later destroying a `MemoryRegionCache`).
+/// A buffer a strict-mode guest maps for one I/O and unmaps after it is
+/// touched once, so never pays for a mapping; rings and buffers that are
+/// used again are mapped from their second access on.
 pub struct HostBlock {
     target_as: *mut AddressSpace,
     /// First target address of the block.
     start: u64,
+    /// Bytes in the block.
+    size: u64,
+    /// Accessed at most once so far: not mapped yet.
+    fresh: bool,
     /// The RAM mapping, when the block is RAM the access may touch
     /// directly; boxed because QEMU's cache must not move while mapped.
     cache: Option<Box<MemoryRegionCache>>,
@@ -29,17 +40,17 @@ pub struct HostBlock {
 }
 
 impl HostBlock {
-    /// Map the block `[start, start + mask]` of `target_as` for `access`.
-    pub fn new(target_as: *mut AddressSpace, start: u64, mask: u64, access: Access) -> Self {
-        let mut block = Self {
+    /// The block `[start, start + mask]` of `target_as`, not mapped yet.
+    pub const fn new(target_as: *mut AddressSpace, start: u64, mask: u64) -> Self {
+        Self {
             target_as,
             start,
+            size: mask + 1,
+            fresh: true,
             cache: None,
             len: 0,
             writable: false,
-        };
-        block.map(mask + 1, access);
-        block
+        }
     }
 
     fn map(&mut self, len: u64, access: Access) {
@@ -88,7 +99,7 @@ impl HostBlock {
     /// Take the next piece of `t` (which goes to `target`, with `room`
     /// bytes of the block left from there) as a span of host RAM to copy,
     /// or `None` (taking nothing) if the block is not directly accessible
-    /// for `access`.
+    /// for `access`, or not yet (its first access).
     pub fn span(
         &mut self,
         target: u64,
@@ -96,7 +107,16 @@ impl HostBlock {
         t: &mut Transfer,
         access: Access,
     ) -> Option<Span> {
-        if access == Access::Write && !self.writable && self.cache.is_some() {
+        if self.fresh {
+            self.fresh = false;
+            return None;
+        }
+        if self.len == 0 && self.size != 0 {
+            // The second access: map it (once; what is not RAM stays
+            // unmapped, size 0).
+            let size = std::mem::take(&mut self.size);
+            self.map(size, access);
+        } else if access == Access::Write && !self.writable && self.cache.is_some() {
             // A page first read, now written: map it again for writing
             // (RAM that refuses direct writes, ROM, stays uncached).
             let len = self.len;

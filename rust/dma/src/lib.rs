@@ -282,7 +282,8 @@ impl Dma {
             };
             let (target, room) = (hit.target, hit.room);
             let Some(span) = hit.payload.span(target, room, t, access) else {
-                // Translated, but not RAM: QEMU's path on the target.
+                // Translated, but not RAM (or not mapped yet): QEMU's path
+                // on the target.
                 let target_as = hit.payload.target_as();
                 if let Some(r) = run.take() {
                     // SAFETY: taken from t, whose caches are still live.
@@ -364,12 +365,7 @@ impl Dma {
             }
         };
         let (_, _, target) = Iotlb::<HostBlock>::block_of(&translation, addr);
-        let block = HostBlock::new(
-            target_as,
-            target,
-            translation.addr_mask.min(PAGE_MASK),
-            access,
-        );
+        let block = HostBlock::new(target_as, target, translation.addr_mask.min(PAGE_MASK));
         let replaced = self
             .state
             .borrow_mut()
