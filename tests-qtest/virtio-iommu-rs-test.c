@@ -491,6 +491,15 @@ static void test_bad_properties(const void *data)
     assert_qemu_outcome(QEMU_REFUSES, "must be plugged on the root bus",
                         "-device pcie-root-port,id=rp,chassis=1",
                         "%s,bus=rp", dev);
+    /*
+     * A machine that does not wire a virtio-iommu (no hotplug handler for
+     * it: no MSI region, no firmware description) is refused
+     */
+    if (!on_arm()) {
+        assert_qemu_outcome(QEMU_REFUSES, "Check your machine implements a "
+                            "hotplug handler for the", "-M microvm,pcie=on",
+                            "%s", dev);
+    }
     /* Not a GranuleMode value */
     assert_qemu_refuses("'granule' does not accept value '2k'",
                         "%s,granule=2k", dev);
@@ -536,7 +545,7 @@ static void test_user_reserved_regions(const void *data)
 /*
  * bypass-devices lists the PCI devices that always bypass the IOMMU, by
  * qdev id or by root-bus address BUS:DEV.FN.  A malformed element is
- * refused at realize; an element that names no PCI device behind the IOMMU
+ * refused at realize; an element that names no device behind the IOMMU
  * once the machine is created is refused then, before the guest runs.  The
  * C device has no such property.
  */
@@ -569,18 +578,18 @@ static void test_bypass_devices_property(const void *data)
                         "[\"5.0\"]}", dev);
     /* Well-formed, but no such PCI device */
     assert_qemu_outcome(QEMU_REFUSES,
-                        "bypass-devices element 1 'edu1' names no PCI device "
+                        "bypass-devices element 1 'edu1' names no device "
                         "behind this IOMMU", edu,
                         "{\"driver\":\"%s\",\"bypass-devices\":"
                         "[\"edu0\",\"edu1\"]}", dev);
     assert_qemu_outcome(QEMU_REFUSES,
-                        "bypass-devices element 0 '00:06.0' names no PCI "
+                        "bypass-devices element 0 '00:06.0' names no "
                         "device behind this IOMMU", edu,
                         "{\"driver\":\"%s\",\"bypass-devices\":"
                         "[\"00:06.0\"]}", dev);
     /* Not a PCI device: the QMP monitor's chardev has that id */
     assert_qemu_outcome(QEMU_REFUSES,
-                        "bypass-devices element 0 'qmp' names no PCI device",
+                        "bypass-devices element 0 'qmp' names no device",
                         edu, "{\"driver\":\"%s\",\"bypass-devices\":"
                         "[\"qmp\"]}", dev);
     /*

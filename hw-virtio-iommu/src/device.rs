@@ -457,6 +457,7 @@ impl Drop for VirtioIommu {
         unsafe {
             glib_sys::g_free(self.resv_entries.cast());
             glib_sys::g_free(self.bypass_entries.cast());
+            glib_sys::g_free(self.noncoherent_entries.cast());
         }
     }
 }

@@ -40,8 +40,14 @@ pub struct VirtioIommuPci {
 
 impl VirtioIommuPci {
     fn realize(&self) -> Result<()> {
-        // Like the C device: the IOMMU translates for the devices of its
-        // own bus, which must be the root bus.
+        // Like the C device: without the machine's pre-plug and plug hooks
+        // nothing would give it its MSI region or describe it to firmware.
+        ensure!(
+            self.has_machine_hotplug_handler(),
+            "Check your machine implements a hotplug handler for the virtio-iommu-rs device"
+        );
+        // The IOMMU translates for the devices of its own bus, which must
+        // be the root bus.
         let bus = self.bus();
         ensure!(
             bus.is_root(),
@@ -63,7 +69,7 @@ impl VirtioIommuPci {
             klass,
             c"class",
             c"PCI class code the device reports; 0 (the default) keeps its own, \
-              0xff00 (other), as the C device",
+              0x00ff (other), as the C device",
         );
         qom_json::add_class_property::<Self, EndpointsProperty>(klass);
         qom_json::add_class_property::<Self, DomainsProperty>(klass);

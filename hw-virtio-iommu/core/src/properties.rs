@@ -108,9 +108,10 @@ impl fmt::Display for PropertyError {
             ),
             Self::BypassDeviceUnmatched { index, ref text } => write!(
                 f,
-                "bypass-devices element {index} '{text}' names no PCI device behind \
+                "bypass-devices element {index} '{text}' names no device behind \
                  this IOMMU when the machine starts (a PCI address names a device \
-                 on a root bus; name devices behind a bridge by their id)"
+                 on a root bus; name a device behind a bridge, or a virtio-mmio \
+                 device, by its id)"
             ),
             Self::NoncoherentSyntax { index, ref text } => write!(
                 f,

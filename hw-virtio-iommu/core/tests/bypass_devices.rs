@@ -141,7 +141,7 @@ fn elements_name_devices_by_id_or_root_bus_address() {
     );
     assert!(err
         .to_string()
-        .starts_with("bypass-devices element 2 'nic9' names no PCI device"));
+        .starts_with("bypass-devices element 2 'nic9' names no device"));
     assert!(dev.add_pci_endpoint(0x100, &pci(Some("nic9"), None, 0)));
     assert_eq!(dev.check_bypass_devices(), Ok(()));
 

@@ -1,30 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-//! A DMA API for Rust PCI devices, in the shape of `pci_dma_read` /
-//! `pci_dma_write`, `ld*_pci_dma` / `st*_pci_dma` and `dma_memory_map`,
-//! that decides once per change of the device's memory topology, not on
-//! every access, how the device reaches memory:
-//!
-//! - **direct** (no IOMMU in front of the device, or the IOMMU bypasses it):
-//!   bus addresses are guest-physical addresses;
-//! - **IOMMU**: every access is translated, through a per-device IOTLB
-//!   filled from the IOMMU region's `translate` and emptied by an IOMMU
-//!   UNMAP notifier, so no translation survives the UNMAP that ended it;
-//! - **off**: bus mastering is disabled, every access fails.
-//!
-//! In both working modes, the IOTLB caches each page the device touched as
-//! a host pointer (a `MemoryRegionCache`) when the page is RAM, so a hit is
-//! a hash, a compare and a `memcpy`; anything else (MMIO, ROM writes, an
-//! IOMMU region whose notifier was refused, addresses outside the IOMMU
-//! region) takes QEMU's own path, `address_space_rw` on the device's
-//! bus-master address space, exactly as `pci_dma_rw` does.
-//!
-//! Persistent maps ([`Dma::map`]) keep a guest buffer mapped across an
-//! asynchronous operation; an invalidation callback fires when the IOMMU
-//! unmaps any part of it (or the device's address space changes), after
-//! which the map refuses every access.
-//!
-//! The handle is used with the BQL held, like the device that owns it.
+#![doc = include_str!("../README.md")]
 
 mod host;
 mod topology;
