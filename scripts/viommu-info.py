@@ -10,7 +10,9 @@ wait=off`). Every virtio-iommu-rs and virtio-iommu-pci under /machine is
 shown: for virtio-iommu-rs its read-only QOM properties `endpoints`,
 `domains` and `counters` (docs/device.md, "Introspection"); for QEMU's C
 device what QEMU exposes of it (its virtio status), as it has no such
-properties."""
+properties. Then every device using the Rust DMA API that exposes its
+handle (a read-only `dma-stats` property, as `x-dma-test` does): its mode
+and IOTLB counters."""
 
 import argparse
 import json
@@ -54,6 +56,20 @@ def find_iommus(qmp, path="/machine"):
         elif p["name"] in ("peripheral", "peripheral-anon", "unattached") or \
                 kind in ("container",):
             found += find_iommus(qmp, child)
+    return found
+
+
+def find_dma_users(qmp):
+    """(path, type, stats) of every user-created device with `dma-stats`."""
+    found = []
+    for container in ("/machine/peripheral", "/machine/peripheral-anon"):
+        for p in qmp.cmd("qom-list", path=container):
+            if not p.get("type", "").startswith("child<"):
+                continue
+            child = f"{container}/{p['name']}"
+            if any(q["name"] == "dma-stats" for q in qmp.cmd("qom-list", path=child)):
+                found.append((child, p["type"][len("child<"):-1],
+                              qmp.cmd("qom-get", path=child, property="dma-stats")))
     return found
 
 
@@ -119,14 +135,21 @@ def main():
     a = ap.parse_args()
     qmp = Qmp(a.socket)
     iommus = find_iommus(qmp)
-    if not iommus:
-        sys.exit("no virtio-iommu in this QEMU")
+    users = find_dma_users(qmp)
+    if not iommus and not users:
+        sys.exit("no virtio-iommu and no DMA API user in this QEMU")
     for path, kind in iommus:
         print(f"{kind} at {path}")
         if kind == "virtio-iommu-rs":
             show_rs(qmp, path, a.mappings)
         else:
             show_c(qmp, path)
+    if users:
+        print("\nDMA API handles")
+        keys = ["hits", "misses", "translations", "unmap-notifications", "invalidated-maps"]
+        print(table(["device", "type", "mode"] + keys,
+                    [[path.rsplit("/", 1)[-1], kind, "-" if s is None else s["mode"]]
+                     + ["-" if s is None else s[k] for k in keys] for path, kind, s in users]))
     return 0
 
 

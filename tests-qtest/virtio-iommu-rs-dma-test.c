@@ -228,7 +228,8 @@ static void rig_start(Rig *r, const char *device, bool boot_bypass)
             g_strdup_printf(",\"boot-bypass\":%s",
                             boot_bypass ? "true" : "false");
 
-        iommu_boot(&r->iommu, device, props, "-device x-dma-test,addr=05.0",
+        iommu_boot(&r->iommu, device, props,
+                   "-device x-dma-test,addr=05.0,id=dma",
                    REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
         r->qts = r->iommu.qts;
         r->bus = r->iommu.bus;
@@ -237,7 +238,7 @@ static void rig_start(Rig *r, const char *device, bool boot_bypass)
         /* intel-iommu first: devices take their DMA space at realize */
         r->intel = device && strcmp(device, INTEL_DEVICE) == 0;
         r->qts = qtest_initf("%s -nodefaults %s "
-                             "-device x-dma-test,addr=05.0 "
+                             "-device x-dma-test,addr=05.0,id=dma "
                              "-device %s,addr=06.0", machine_args(),
                              r->intel ? "-device intel-iommu" : "",
                              edu_args());
@@ -502,6 +503,28 @@ static void test_unplug(const TestCase *tc)
 
 /* ---- cases behind each IOMMU -------------------------------------------- */
 
+/* x-dma-test's dma-stats property (qdev id "dma"): member @key */
+static int64_t dma_stat(Rig *r, const char *key)
+{
+    QDict *rsp = qtest_qmp(r->qts, "{'execute':'qom-get','arguments':"
+                           "{'path':'/machine/peripheral/dma',"
+                           "'property':'dma-stats'}}");
+    QDict *stats = qdict_get_qdict(rsp, "return");
+    int64_t v;
+
+    g_assert_nonnull(stats);
+    if (strcmp(key, "mode") == 0) {
+        const char *mode = qdict_get_str(stats, "mode");
+
+        v = strcmp(mode, "direct") == 0 ? MODE_DIRECT :
+            strcmp(mode, "iommu") == 0 ? MODE_IOMMU : -1;
+    } else {
+        v = qdict_get_int(stats, key);
+    }
+    qobject_unref(rsp);
+    return v;
+}
+
 static void test_map_copy(const TestCase *tc)
 {
     Rig r;
@@ -526,12 +549,23 @@ static void test_map_copy(const TestCase *tc)
     g_assert_cmpuint(rd(&r, REG_MISSES), >, 0);
     {
         uint32_t misses = rd(&r, REG_MISSES);
+        int64_t hits = dma_stat(&r, "hits");
 
+        /* dma-stats counts what the registers count, and more */
+        g_assert_cmpint(dma_stat(&r, "mode"), ==, MODE_IOMMU);
+        g_assert_cmpint(dma_stat(&r, "translations"), ==, misses);
+        g_assert_cmpint(dma_stat(&r, "misses"), ==, misses);
+        g_assert_cmpint(dma_stat(&r, "unmap-notifications"), ==, 0);
         g_assert_cmpuint(dt_run(&r, CMD_COPY, PATH_RUST,
                                 IOVA(0) + PAGE - 0x80,
                                 IOVA(0) + 2 * PAGE - 0x40, sizeof(data)),
                          ==, 0);
         g_assert_cmpuint(rd(&r, REG_MISSES), ==, misses);
+        /* Two pages read, two written: four hits, no miss */
+        g_assert_cmpint(dma_stat(&r, "hits"), ==, hits + 4);
+        g_assert_cmpint(dma_stat(&r, "misses"), ==, misses);
+        iommu_unmap_pages(&r, 0, 1);
+        g_assert_cmpint(dma_stat(&r, "unmap-notifications"), >=, 1);
     }
     rig_stop(&r);
 }

@@ -411,7 +411,31 @@ unsafe impl ObjectType for DmaTestDevice {
 impl ObjectImpl for DmaTestDevice {
     type ParentType = PCIDevice;
     const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
-    const CLASS_INIT: fn(&mut Self::Class) = Self::Class::class_init::<Self>;
+    const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
+}
+
+impl DmaTestDevice {
+    fn class_init(klass: &mut PCIDeviceClass) {
+        klass.class_init::<Self>();
+        qom_json::add_class_property::<Self, DmaStatsProperty>(klass);
+    }
+}
+
+/// `dma-stats`: the DMA handle's mode and IOTLB counters
+/// ([`Dma::stats_json`]), or `null` before the handle exists.
+struct DmaStatsProperty;
+
+impl qom_json::JsonProperty<DmaTestDevice> for DmaStatsProperty {
+    const NAME: &'static CStr = c"dma-stats";
+    const TYPE: &'static CStr = c"DmaStats";
+    const DESCRIPTION: &'static CStr =
+        c"the DMA API handle's mode (direct, iommu, off) and IOTLB counters: hits, misses, \
+          translations asked of the IOMMU, UNMAP notifications, invalidated persistent maps";
+
+    fn value(dev: &DmaTestDevice) -> String {
+        dev.with_dma(Dma::stats_json)
+            .unwrap_or_else(|| "null".to_owned())
+    }
 }
 
 /// QOM's default `TypeInfo` for the type, plus the interface PCI insists

@@ -56,12 +56,18 @@ pub enum Mode {
     Off,
 }
 
-/// Counters, for tests and benchmarks.
+/// Counters, for tests, benchmarks and introspection
+/// ([`Dma::stats_json`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Pages served from the IOTLB.
+    pub hits: u64,
+    /// Pages the IOTLB did not have and cached (in both modes).
+    pub misses: u64,
     /// IOMMU UNMAP notifications received.
     pub unmap_notifications: u64,
-    /// Translations asked of the IOMMU (IOTLB misses in IOMMU mode).
+    /// Translations asked of the IOMMU (misses in IOMMU mode, and pages an
+    /// IOMMU refused).
     pub translations: u64,
     /// Persistent-map invalidation callbacks fired.
     pub invalidations: u64,
@@ -177,6 +183,25 @@ impl Dma {
         self.state.borrow().stats
     }
 
+    /// The mode and [`Stats`] as a JSON object, for a device's read-only
+    /// QOM property (`x-dma-test`'s `dma-stats`): `{"mode", "hits",
+    /// "misses", "translations", "unmap-notifications",
+    /// "invalidated-maps"}`, the mode being `"direct"`, `"iommu"` or
+    /// `"off"`.
+    pub fn stats_json(&self) -> String {
+        let mode = match self.mode() {
+            Mode::Direct => "direct",
+            Mode::Iommu => "iommu",
+            Mode::Off => "off",
+        };
+        let s = self.stats();
+        format!(
+            "{{\"mode\": \"{mode}\", \"hits\": {}, \"misses\": {}, \"translations\": {}, \
+             \"unmap-notifications\": {}, \"invalidated-maps\": {}}}",
+            s.hits, s.misses, s.translations, s.unmap_notifications, s.invalidations
+        )
+    }
+
     /// `pci_dma_read`: fill `buf` from bus address `addr`.
     #[inline]
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> DmaResult {
@@ -238,12 +263,12 @@ impl Dma {
     /// page missed, that piece after filling it.
     #[inline]
     fn piece(&self, t: &mut Transfer, buf: *mut u8, access: Access) -> u32 {
-        let mut state = self.state.borrow_mut();
-        let mode = state.mode;
+        let mut state_ref = self.state.borrow_mut();
+        let mode = state_ref.mode;
         if mode == Mode::Off {
             // Bus mastering is off: QEMU's path fails the rest as
             // pci_dma_rw would.
-            drop(state);
+            drop(state_ref);
             let (addr, off, n) = t.take(u64::MAX);
             // SAFETY: off + n is within the caller's buffer (Transfer).
             return unsafe { self.slow_piece(self.bus_master_as(), addr, buf.add(off), n, access) };
@@ -252,10 +277,12 @@ impl Dma {
         // borrowed (nothing is evicted) until they are copied.
         let mut run: Option<Span> = None;
         let mut bits = MEMTX_OK;
+        let state = &mut *state_ref;
         while !t.is_done() {
             let Some(hit) = state.tlb.lookup(t.addr, access) else {
                 break;
             };
+            state.stats.hits += 1;
             let (target, room) = (hit.target, hit.room);
             let Some(span) = hit.payload.span(target, room, t, access) else {
                 // Translated, but not RAM (or not mapped yet): QEMU's path
@@ -265,7 +292,7 @@ impl Dma {
                     // SAFETY: taken from t, whose caches are still live.
                     bits |= unsafe { r.copy(buf, access) };
                 }
-                drop(state);
+                drop(state_ref);
                 let (_, off, n) = t.take(room);
                 // SAFETY: off + n is within the caller's buffer (Transfer).
                 return bits
@@ -286,7 +313,7 @@ impl Dma {
             // SAFETY: as above.
             bits |= unsafe { r.copy(buf, access) };
         }
-        drop(state);
+        drop(state_ref);
         if t.is_done() {
             return bits;
         }
@@ -342,11 +369,11 @@ impl Dma {
         };
         let (_, _, target) = Iotlb::<HostBlock>::block_of(&translation, addr);
         let block = HostBlock::new(target_as, target, translation.addr_mask.min(PAGE_MASK));
-        let replaced = self
-            .state
-            .borrow_mut()
-            .tlb
-            .insert(&translation, addr, block);
+        let replaced = {
+            let mut state = self.state.borrow_mut();
+            state.stats.misses += 1;
+            state.tlb.insert(&translation, addr, block)
+        };
         drop(replaced);
         Fill::Cached
     }
