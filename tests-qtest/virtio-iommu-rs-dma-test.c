@@ -220,16 +220,19 @@ static void rig_ram(Rig *r)
  * The machine with @device (NULL: no IOMMU) at 04.0, x-dma-test at 05.0
  * and edu at 06.0
  */
-static void rig_start(Rig *r, const char *device, bool boot_bypass)
+static void rig_start_with(Rig *r, const char *device, bool boot_bypass,
+                           const char *extra_args)
 {
     memset(r, 0, sizeof(*r));
     if (device && strcmp(device, INTEL_DEVICE) != 0) {
         g_autofree char *props =
             g_strdup_printf(",\"boot-bypass\":%s",
                             boot_bypass ? "true" : "false");
+        g_autofree char *args =
+            g_strdup_printf("-device x-dma-test,addr=05.0,id=dma %s",
+                            extra_args);
 
-        iommu_boot(&r->iommu, device, props,
-                   "-device x-dma-test,addr=05.0,id=dma",
+        iommu_boot(&r->iommu, device, props, args,
                    REQUIRED_FEATURES, REQ_MAX, TAIL_SIZE);
         r->qts = r->iommu.qts;
         r->bus = r->iommu.bus;
@@ -239,15 +242,20 @@ static void rig_start(Rig *r, const char *device, bool boot_bypass)
         r->intel = device && strcmp(device, INTEL_DEVICE) == 0;
         r->qts = qtest_initf("%s -nodefaults %s "
                              "-device x-dma-test,addr=05.0,id=dma "
-                             "-device %s,addr=06.0", machine_args(),
+                             "-device %s,addr=06.0 %s", machine_args(),
                              r->intel ? "-device intel-iommu" : "",
-                             edu_args());
+                             edu_args(), extra_args);
         machine_alloc_init(&r->own_alloc, r->qts, ALLOC_LEAK_ASSERT);
         r->alloc = &r->own_alloc;
         r->bus = machine_pci_new(r->qts, r->alloc);
     }
     rig_ram(r);
     dt_init(r);
+}
+
+static void rig_start(Rig *r, const char *device, bool boot_bypass)
+{
+    rig_start_with(r, device, boot_bypass, "");
 }
 
 static void rig_stop(Rig *r)
@@ -568,6 +576,61 @@ static void test_map_copy(const TestCase *tc)
         g_assert_cmpint(dma_stat(&r, "unmap-notifications"), >=, 1);
     }
     rig_stop(&r);
+}
+
+/*
+ * The DMA API's trace events (and virtio-iommu-rs's own) fire: the handle
+ * switches to IOMMU mode, fills its IOTLB on the first DMA and drops the
+ * entry when the IOMMU unmaps the page.
+ */
+static void test_trace_events(const TestCase *tc)
+{
+    static const char *const expected[] = {
+        "rust_dma_mode x-dma-test devfn 0x28: DMA through an IOMMU",
+        "rust_dma_iotlb_fill x-dma-test devfn 0x28: IOTLB fill 0x" ,
+        "rust_dma_iotlb_invalidate x-dma-test devfn 0x28: IOMMU UNMAP",
+    };
+    g_autoptr(GError) err = NULL;
+    g_autofree char *log = NULL;
+    g_autofree char *args = NULL;
+    g_autofree char *text = NULL;
+    uint8_t data[0x40];
+    const char *at;
+    Rig r;
+    int fd = g_file_open_tmp("virtio-iommu-rs-trace-XXXXXX", &log, &err);
+
+    g_assert_no_error(err);
+    close(fd);
+    args = g_strdup_printf("-trace enable=rust_dma_* "
+                           "-trace enable=virtio_iommu_rs_* -D %s", log);
+    rig_start_with(&r, tc->device, false, args);
+    iommu_translate_device(&r);
+    map_pages(&r, 0, 1, RW);
+    pattern(data, sizeof(data), 5);
+    buffer_set(&r, data, sizeof(data));
+    g_assert_cmpuint(dt_run(&r, CMD_WRITE, PATH_RUST, 0, IOVA(0) + 0x10,
+                            sizeof(data)), ==, 0);
+    iommu_unmap_pages(&r, 0, 1);
+    /* QEMU has written and closed its log once it has quit */
+    rig_stop(&r);
+
+    g_file_get_contents(log, &text, NULL, &err);
+    unlink(log);
+    g_assert_no_error(err);
+    at = text;
+    for (size_t i = 0; i < ARRAY_SIZE(expected); i++) {
+        const char *found = strstr(at, expected[i]);
+
+        if (!found) {
+            g_error("%s: no '%s' (in this order) in the trace log:\n%s",
+                    tc->device, expected[i], text);
+        }
+        at = found;
+    }
+    /* Only the Rust IOMMU has endpoint events, one per device behind it */
+    g_assert_cmpint(strstr(text, "virtio_iommu_rs_endpoint endpoint 0x28: "
+                           "address space ") != NULL, ==,
+                    strcmp(tc->device, RUST_DEVICE) == 0);
 }
 
 /*
@@ -990,6 +1053,7 @@ static const DeviceCase iommu_cases[] = {
     { "read-only", test_read_only },
     { "remap", test_remap },
     { "persistent-map", test_persistent_map },
+    { "trace-events", test_trace_events },
 };
 
 static const DeviceCase virtio_iommu_cases[] = {

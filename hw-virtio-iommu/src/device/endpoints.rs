@@ -309,6 +309,7 @@ impl VirtioIommu {
                 (unmanaged, core.endpoint_bypassed(id))
             })
             .unwrap_or((false, true));
+        trace_points::endpoint(id, name, unmanaged);
         let space = EndpointAddressSpace::new(
             self,
             // SAFETY: the device outlives the regions it owns.
@@ -348,6 +349,7 @@ impl VirtioIommu {
                 |id| format!("'{id}'")
             )
         );
+        trace_points::mmio_transport(endpoint, transport.base());
         self.mmio_transports.borrow_mut().push(MmioTransport {
             transport: NonNull::from(transport),
             endpoint,

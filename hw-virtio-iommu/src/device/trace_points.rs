@@ -22,6 +22,24 @@ pub(super) use self::trace::{
     trace_virtio_iommu_translate_out as translate_out,
 };
 
+/// The events only virtio-iommu-rs has (the project's trace-events).
+mod rust_only {
+    ::trace::include_trace!("rust_hw_virtio_iommu_rs");
+    pub(in crate::device) use self::trace::{
+        trace_virtio_iommu_rs_endpoint as endpoint,
+        trace_virtio_iommu_rs_mmio_transport as mmio_transport,
+    };
+}
+
+/// An endpoint got its address space (`name`); `unmanaged`: it is in
+/// `bypass-devices`, never translated.
+pub(super) fn endpoint(id: u32, name: &str, unmanaged: bool) {
+    let name = std::ffi::CString::new(name).unwrap_or_default();
+    rust_only::endpoint(id, &name, unmanaged.into());
+}
+
+pub(super) use rust_only::mmio_transport;
+
 /// What the events name as the memory region.
 const REGION: &CStr = c"virtio-iommu-rs";
 

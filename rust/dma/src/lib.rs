@@ -4,6 +4,7 @@
 
 mod host;
 mod topology;
+mod trace_points;
 
 use std::{
     cell::{Cell, RefCell, UnsafeCell},
@@ -367,7 +368,8 @@ impl Dma {
                 (t, target_as)
             }
         };
-        let (_, _, target) = Iotlb::<HostBlock>::block_of(&translation, addr);
+        let (page, _, target) = Iotlb::<HostBlock>::block_of(&translation, addr);
+        self.trace_fill(page, target, translation.perm);
         let block = HostBlock::new(target_as, target, translation.addr_mask.min(PAGE_MASK));
         let replaced = {
             let mut state = self.state.borrow_mut();
@@ -536,6 +538,7 @@ impl Dma {
             };
             if let Some((_, mut callback)) = callback {
                 self.state.borrow_mut().stats.invalidations += 1;
+                self.trace_map_invalidated(*id);
                 callback();
             }
         }

@@ -271,6 +271,7 @@ unsafe extern "C" fn rust_commit<const BUS: bool>(l: *mut MemoryListener) {
         // Host pointers into remapped RAM would be stale.
         let gone = state.tlb.flush();
         drop(state);
+        dma.trace_flush(gone.len());
         drop(gone);
     }
 }
@@ -292,6 +293,7 @@ unsafe extern "C" fn rust_unmap_notify(n: *mut IOMMUNotifier, entry: *mut IOMMUT
             state.maps.take_overlapping(first, last),
         )
     };
+    dma.trace_invalidate(first, last, gone.len());
     drop(gone);
     dma.invalidate_maps(&maps);
 }
@@ -411,7 +413,14 @@ impl Dma {
                 Vec::new()
             };
         }
+        if !gone_blocks.is_empty() {
+            self.trace_flush(gone_blocks.len());
+        }
         drop(gone_blocks);
+        let mode = self.state.borrow().mode;
+        if mode != old_mode {
+            self.trace_mode(mode);
+        }
         self.invalidate_maps(&gone_maps);
     }
 
