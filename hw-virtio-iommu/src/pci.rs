@@ -17,9 +17,10 @@ use pci::{PCIDevice, PCIDeviceImpl, PCIDeviceMethods};
 use qom::{prelude::*, ObjectImpl, ParentField};
 use util::{ensure, Result};
 use virtio::{
-    bindings::{VirtIOIOMMUPCIInterfaceClass, VirtIOPCIProxy as RawProxy},
-    interface, VirtIOMMIOProxy, VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioPCIClass,
+    bindings::VirtIOPCIProxy as RawProxy, interface, VirtIOIOMMUPCIInterfaceClass, VirtIOMMIOProxy,
+    VirtIOPCIProxy, VirtIOPCIProxyMethods, VirtioIommuPciInterface, VirtioPCIClass,
     VirtioPciProxyImpl, CONVENTIONAL_PCI_DEVICE, END_OF_INTERFACES, PCIE_DEVICE,
+    TYPE_VIRTIO_IOMMU_PCI_INTERFACE,
 };
 
 use crate::{device::VirtioIommu, TYPE_VIRTIO_IOMMU_RS};
@@ -76,92 +77,31 @@ impl VirtioIommuPci {
         qom_json::add_class_property::<Self, CountersProperty>(klass);
 
         // The virtio-iommu interface's methods, asked by the machine (its
-        // device tree and ACPI tables). QOM gives each implementing class
-        // its own copy of the interface class, initialized before this
-        // class_init runs; it is found by casting the class to the
-        // interface.
-        // SAFETY: klass is a valid class whose type lists the interface
-        // (INTERFACES below), so the cast returns its
-        // VirtIOIOMMUPCIInterfaceClass, which patch 0004 declares.
-        unsafe {
-            let iface = qom::bindings::object_class_dynamic_cast(
-                std::ptr::from_mut(klass).cast(),
-                TYPE_VIRTIO_IOMMU_PCI_INTERFACE.as_ptr(),
-            )
-            .cast::<VirtIOIOMMUPCIInterfaceClass>();
-            if let Some(iface) = iface.as_mut() {
-                iface.pci_device_bypassed = Some(rust_pci_device_bypassed);
-                iface.attach_virtio_mmio = Some(rust_attach_virtio_mmio);
-                iface.virtio_mmio_translated = Some(rust_virtio_mmio_translated);
-                iface.virtio_mmio_noncoherent = Some(rust_virtio_mmio_noncoherent);
-            }
-        }
+        // device tree and ACPI tables).
+        VirtIOIOMMUPCIInterfaceClass::cast::<Self>(klass).class_init::<Self>();
     }
 }
 
-/// `VirtIOIOMMUPCIInterfaceClass::pci_device_bypassed`: whether `dev` is
-/// one of the devices `bypass-devices` named, which the VIOT leaves out.
-unsafe extern "C" fn rust_pci_device_bypassed(
-    iommu: *mut qom::bindings::Object,
-    dev: *mut pci::bindings::PCIDevice,
-) -> bool {
-    // SAFETY: the ACPI builder calls this, under the BQL, with an instance
-    // of this type (the one implementing the interface) and a PCI device
-    // plugged into a bus.
-    let (this, dev) = unsafe { (&*iommu.cast::<VirtioIommuPci>(), &*dev.cast::<PCIDevice>()) };
-    this.vdev.pci_device_bypassed(dev)
-}
+impl VirtioIommuPciInterface for VirtioIommuPci {
+    const VIRTIO_MMIO: bool = true;
 
-/// `VirtIOIOMMUPCIInterfaceClass::attach_virtio_mmio`: the machine offers
-/// a virtio-mmio transport as endpoint `endpoint`.
-unsafe extern "C" fn rust_attach_virtio_mmio(
-    iommu: *mut qom::bindings::Object,
-    transport: *mut virtio::bindings::VirtIOMMIOProxy,
-    endpoint: u32,
-    errp: *mut *mut util::bindings::Error,
-) -> bool {
-    // SAFETY: the machine calls this, under the BQL, with an instance of
-    // this type (the one implementing the interface) and one of its
-    // virtio-mmio transports, which live as long as the machine.
-    let (this, transport) = unsafe {
-        (
-            &*iommu.cast::<VirtioIommuPci>(),
-            &*transport.cast::<VirtIOMMIOProxy>(),
-        )
-    };
-    let result = this.vdev.attach_virtio_mmio(transport, endpoint);
-    // SAFETY: errp is the machine's error destination for this plug.
-    unsafe { util::Error::bool_or_propagate(result, errp) }
-}
+    /// Whether `dev` is one of the devices `bypass-devices` named, which
+    /// the VIOT leaves out.
+    fn pci_device_bypassed(&self, dev: &PCIDevice) -> bool {
+        self.vdev.pci_device_bypassed(dev)
+    }
 
-/// `VirtIOIOMMUPCIInterfaceClass::virtio_mmio_translated`.
-unsafe extern "C" fn rust_virtio_mmio_translated(
-    iommu: *mut qom::bindings::Object,
-    transport: *mut virtio::bindings::VirtIOMMIOProxy,
-) -> bool {
-    // SAFETY: as for rust_attach_virtio_mmio.
-    let (this, transport) = unsafe {
-        (
-            &*iommu.cast::<VirtioIommuPci>(),
-            &*transport.cast::<VirtIOMMIOProxy>(),
-        )
-    };
-    this.vdev.virtio_mmio_translated(transport)
-}
+    fn attach_virtio_mmio(&self, transport: &VirtIOMMIOProxy, endpoint: u32) -> Result<()> {
+        self.vdev.attach_virtio_mmio(transport, endpoint)
+    }
 
-/// `VirtIOIOMMUPCIInterfaceClass::virtio_mmio_noncoherent`.
-unsafe extern "C" fn rust_virtio_mmio_noncoherent(
-    iommu: *mut qom::bindings::Object,
-    transport: *mut virtio::bindings::VirtIOMMIOProxy,
-) -> bool {
-    // SAFETY: as for rust_attach_virtio_mmio.
-    let (this, transport) = unsafe {
-        (
-            &*iommu.cast::<VirtioIommuPci>(),
-            &*transport.cast::<VirtIOMMIOProxy>(),
-        )
-    };
-    this.vdev.virtio_mmio_noncoherent(transport)
+    fn virtio_mmio_translated(&self, transport: &VirtIOMMIOProxy) -> bool {
+        self.vdev.virtio_mmio_translated(transport)
+    }
+
+    fn virtio_mmio_noncoherent(&self, transport: &VirtIOMMIOProxy) -> bool {
+        self.vdev.virtio_mmio_noncoherent(transport)
+    }
 }
 
 /// `qom-get` of `endpoints`: every device behind the IOMMU.
@@ -243,12 +183,6 @@ impl PCIDeviceImpl for VirtioIommuPci {
     const REVISION: Option<u8> = Some(VIRTIO_PCI_ABI_VERSION);
     const CLASS_ID: Option<u16> = Some(PCI_CLASS_OTHERS);
 }
-
-/// The interface by which QEMU's machine code recognises a virtio-iommu
-/// (added by patches/qemu/0004): q35 then declares the MSI window as a
-/// reserved region, applies its `aw-bits` default, enforces one vIOMMU,
-/// handles its plugging and describes it in the ACPI VIOT table.
-const TYPE_VIRTIO_IOMMU_PCI_INTERFACE: &CStr = c"virtio-iommu-pci-interface";
 
 impl VirtioPciProxyImpl for VirtioIommuPci {
     const VIRTIO_PCI_REALIZE: fn(&Self) -> Result<()> = Self::realize;

@@ -9,6 +9,9 @@ pub mod bindings;
 mod device;
 pub use device::*;
 
+mod iommu_interface;
+pub use iommu_interface::*;
+
 mod mmio;
 pub use mmio::*;
 
