@@ -3,8 +3,8 @@
 //! The virtio backend: config space, features and queues.
 
 use std::{
-    ffi::{c_char, c_int, CStr},
-    mem::{offset_of, size_of},
+    ffi::{c_int, CStr},
+    mem::offset_of,
     ptr::{addr_of, NonNull},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -16,8 +16,7 @@ use bql::{BqlCell, BqlRefCell};
 use common::{uninit_field_mut, Zeroable};
 use hwcore::{
     bindings::{
-        qdev_prop_array, qdev_prop_bool, qdev_prop_granule_mode, qdev_prop_string, qdev_prop_uint8,
-        Property, Property__bindgen_ty_1,
+        qdev_prop_bool, qdev_prop_granule_mode, qdev_prop_uint8, Property, Property__bindgen_ty_1,
     },
     DeviceImpl, DevicePropertiesImpl, ResetType, ResettablePhasesImpl,
 };
@@ -25,6 +24,7 @@ use iommu::IommuRegionType;
 use migration::VMStateDescription;
 use pci::PCIBus;
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
+use qom_props::StringArray;
 use util::Result;
 use virtio::{
     add_queue, host_page_size, register_system_reset, unregister_system_reset, SystemReset,
@@ -78,17 +78,12 @@ pub struct VirtioIommu {
     aw_bits: u8,
     /// A QAPI `GranuleMode` value.
     granule: c_int,
-    /// `reserved-regions`: an array of "START:END:TYPE" strings, owned by
-    /// qdev's array property (elements) and by `Drop` (the array itself).
-    resv_count: u32,
-    resv_entries: *mut *mut c_char,
-    /// `bypass-devices`: an array of device ids and PCI addresses, owned
-    /// like `reserved-regions`.
-    bypass_count: u32,
-    bypass_entries: *mut *mut c_char,
-    /// `noncoherent-devices`: an array of device ids, owned likewise.
-    noncoherent_count: u32,
-    noncoherent_entries: *mut *mut c_char,
+    /// `reserved-regions`: "START:END:TYPE" strings.
+    reserved_regions: StringArray,
+    /// `bypass-devices`: device ids and PCI addresses.
+    bypass_devices: StringArray,
+    /// `noncoherent-devices`: device ids.
+    noncoherent_devices: StringArray,
 
     /// The root bus the proxy sits on, set before realize: the IOMMU
     /// serves its devices.
@@ -119,7 +114,9 @@ pub struct VirtioIommu {
     bypass_checked: BqlCell<bool>,
 }
 
-// SAFETY: the raw pointer is only touched with the BQL held, like the rest.
+// SAFETY: the pointers it holds (the primary bus, the endpoints' PCI buses
+// and virtio-mmio transports) are only used with the BQL held, like the
+// rest of the device.
 unsafe impl Send for VirtioIommu {}
 unsafe impl Sync for VirtioIommu {}
 
@@ -153,38 +150,16 @@ unsafe impl DevicePropertiesImpl for VirtioIommu {
             defval: Property__bindgen_ty_1 { u: 64 },
             ..Zeroable::ZERO
         },
-        string_array_property(
+        StringArray::property(
             c"reserved-regions",
-            offset_of!(VirtioIommu, resv_count),
-            offset_of!(VirtioIommu, resv_entries),
+            offset_of!(VirtioIommu, reserved_regions),
         ),
-        string_array_property(
-            c"bypass-devices",
-            offset_of!(VirtioIommu, bypass_count),
-            offset_of!(VirtioIommu, bypass_entries),
-        ),
-        string_array_property(
+        StringArray::property(c"bypass-devices", offset_of!(VirtioIommu, bypass_devices)),
+        StringArray::property(
             c"noncoherent-devices",
-            offset_of!(VirtioIommu, noncoherent_count),
-            offset_of!(VirtioIommu, noncoherent_entries),
+            offset_of!(VirtioIommu, noncoherent_devices),
         ),
     ];
-}
-
-/// A qdev array property of strings: a `uint32_t` count at `count` and an
-/// array of `char *` at `entries`, both allocated by qdev.
-const fn string_array_property(name: &'static CStr, count: usize, entries: usize) -> Property {
-    Property {
-        name: name.as_ptr(),
-        info: addr_of!(qdev_prop_array),
-        offset: count as isize,
-        set_default: true,
-        defval: Property__bindgen_ty_1 { u: 0 },
-        arrayinfo: addr_of!(qdev_prop_string),
-        arrayoffset: entries as c_int,
-        arrayfieldsize: size_of::<*mut c_char>() as c_int,
-        ..Zeroable::ZERO
-    }
 }
 
 /// `GRANULE_MODE_HOST` in QAPI's `GranuleMode`.
@@ -221,30 +196,6 @@ impl VirtioIommu {
         self.primary_bus.set(Some(NonNull::from(bus)));
     }
 
-    /// The strings of an array property (`reserved-regions`,
-    /// `bypass-devices`) as set by the user.
-    fn string_array(count: u32, array: *mut *mut c_char) -> Vec<String> {
-        let count = count as usize;
-        if count == 0 || array.is_null() {
-            return Vec::new();
-        }
-        // SAFETY: qdev's array property allocated `count` pointers, each to
-        // a NUL-terminated string (or NULL), and frees them only when the
-        // device is finalized.
-        let entries = unsafe { std::slice::from_raw_parts(array, count) };
-        entries
-            .iter()
-            .map(|&p| {
-                if p.is_null() {
-                    String::new()
-                } else {
-                    // SAFETY: see above.
-                    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-                }
-            })
-            .collect()
-    }
-
     /// Check every property and compute the config space; no side effect,
     /// so a refused command line leaves nothing to clean up.
     #[allow(clippy::type_complexity)]
@@ -259,14 +210,9 @@ impl VirtioIommu {
         let granule =
             Granule::from_qapi(self.granule).ok_or(PropertyError::Granule(self.granule))?;
         let config = Config::new(self.aw_bits, granule, host_page_size(), self.boot_bypass)?;
-        let regions =
-            parse_reserved_regions(&Self::string_array(self.resv_count, self.resv_entries))?;
-        let bypass =
-            parse_bypass_devices(&Self::string_array(self.bypass_count, self.bypass_entries))?;
-        let noncoherent = NoncoherentDevices::parse(&Self::string_array(
-            self.noncoherent_count,
-            self.noncoherent_entries,
-        ))?;
+        let regions = parse_reserved_regions(&self.reserved_regions.to_vec())?;
+        let bypass = parse_bypass_devices(&self.bypass_devices.to_vec())?;
+        let noncoherent = NoncoherentDevices::parse(&self.noncoherent_devices.to_vec())?;
         Ok((config, regions, bypass, noncoherent))
     }
 
@@ -449,19 +395,6 @@ impl SystemReset for VirtioIommu {
     }
 }
 
-impl Drop for VirtioIommu {
-    fn drop(&mut self) {
-        // qdev's array property freed the strings but not the arrays.
-        // SAFETY: the arrays were allocated with g_malloc by qdev (or are
-        // NULL).
-        unsafe {
-            glib_sys::g_free(self.resv_entries.cast());
-            glib_sys::g_free(self.bypass_entries.cast());
-            glib_sys::g_free(self.noncoherent_entries.cast());
-        }
-    }
-}
-
 qom_isa!(VirtioIommu: VirtIODevice, hwcore::DeviceState, Object);
 
 /// The type of the endpoints' IOMMU memory regions.
@@ -494,7 +427,7 @@ impl VirtioIommu {
         // What `-device virtio-iommu-rs,help` says of each property (the
         // proxy's aliases take the descriptions along).
         for (name, text) in PROPERTY_HELP {
-            qom_json::describe_class_property::<Self>(klass, name, text);
+            qom_props::describe_class_property::<Self>(klass, name, text);
         }
     }
 }

@@ -66,15 +66,15 @@ impl VirtioIommuPci {
         dc.hotpluggable = false;
         let misc = DeviceCategory::DEVICE_CATEGORY_MISC as usize;
         dc.categories[misc / 64] |= 1 << (misc % 64);
-        qom_json::describe_class_property::<Self>(
+        qom_props::describe_class_property::<Self>(
             klass,
             c"class",
             c"PCI class code the device reports; 0 (the default) keeps its own, \
               0x00ff (other), as the C device",
         );
-        qom_json::add_class_property::<Self, EndpointsProperty>(klass);
-        qom_json::add_class_property::<Self, DomainsProperty>(klass);
-        qom_json::add_class_property::<Self, CountersProperty>(klass);
+        qom_props::add_class_property::<Self, EndpointsProperty>(klass);
+        qom_props::add_class_property::<Self, DomainsProperty>(klass);
+        qom_props::add_class_property::<Self, CountersProperty>(klass);
 
         // The virtio-iommu interface's methods, asked by the machine (its
         // device tree and ACPI tables).
@@ -107,7 +107,7 @@ impl VirtioIommuPciInterface for VirtioIommuPci {
 /// `qom-get` of `endpoints`: every device behind the IOMMU.
 struct EndpointsProperty;
 
-impl qom_json::JsonProperty<VirtioIommuPci> for EndpointsProperty {
+impl qom_props::JsonProperty<VirtioIommuPci> for EndpointsProperty {
     const NAME: &'static CStr = c"endpoints";
     const TYPE: &'static CStr = c"virtio-iommu-rs-endpoints";
     const DESCRIPTION: &'static CStr = c"The devices behind the IOMMU (read-only): \
@@ -123,7 +123,7 @@ impl qom_json::JsonProperty<VirtioIommuPci> for EndpointsProperty {
 /// `qom-get` of `domains`: the domains, their endpoints and mappings.
 struct DomainsProperty;
 
-impl qom_json::JsonProperty<VirtioIommuPci> for DomainsProperty {
+impl qom_props::JsonProperty<VirtioIommuPci> for DomainsProperty {
     const NAME: &'static CStr = c"domains";
     const TYPE: &'static CStr = c"virtio-iommu-rs-domains";
     const DESCRIPTION: &'static CStr = c"The domains (read-only): id, bypass, attached \
@@ -137,7 +137,7 @@ impl qom_json::JsonProperty<VirtioIommuPci> for DomainsProperty {
 /// `qom-get` of `counters`: what the device has done.
 struct CountersProperty;
 
-impl qom_json::JsonProperty<VirtioIommuPci> for CountersProperty {
+impl qom_props::JsonProperty<VirtioIommuPci> for CountersProperty {
     const NAME: &'static CStr = c"counters";
     const TYPE: &'static CStr = c"virtio-iommu-rs-counters";
     const DESCRIPTION: &'static CStr = c"What the device has done (read-only): requests \

@@ -5,7 +5,7 @@
 //! its DMA is described; `domains`, each domain with its endpoints and
 //! mappings; `counters`, what the device has done.
 
-use qom_json::json_string;
+use qom_props::json_string;
 use virtio_iommu_core::{counters::Counters, Mappings};
 
 use super::VirtioIommu;

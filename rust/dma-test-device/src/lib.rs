@@ -417,7 +417,7 @@ impl ObjectImpl for DmaTestDevice {
 impl DmaTestDevice {
     fn class_init(klass: &mut PCIDeviceClass) {
         klass.class_init::<Self>();
-        qom_json::add_class_property::<Self, DmaStatsProperty>(klass);
+        qom_props::add_class_property::<Self, DmaStatsProperty>(klass);
     }
 }
 
@@ -425,7 +425,7 @@ impl DmaTestDevice {
 /// ([`Dma::stats_json`]), or `null` before the handle exists.
 struct DmaStatsProperty;
 
-impl qom_json::JsonProperty<DmaTestDevice> for DmaStatsProperty {
+impl qom_props::JsonProperty<DmaTestDevice> for DmaStatsProperty {
     const NAME: &'static CStr = c"dma-stats";
     const TYPE: &'static CStr = c"DmaStats";
     const DESCRIPTION: &'static CStr =

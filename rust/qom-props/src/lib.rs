@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-//! QOM property helpers for Rust devices: property descriptions, and
-//! read-only properties whose value is structured data: `qom-get`
-//! returns it as JSON, as it does virtio-balloon's `guest-stats`. The
-//! object renders the value as JSON text ([`JsonProperty::value`]); the
-//! property's getter parses it into a `QObject` and hands that to the
-//! visitor, so any QMP client sees objects and lists, not a string.
+//! QOM and qdev property helpers for Rust devices: array-of-strings
+//! properties ([`StringArray`]), property descriptions, and read-only
+//! properties whose value is structured data: `qom-get` returns it as
+//! JSON, as it does virtio-balloon's `guest-stats`. The object renders the
+//! value as JSON text ([`JsonProperty::value`]); the property's getter
+//! parses it into a `QObject` and hands that to the visitor, so any QMP
+//! client sees objects and lists, not a string.
 
 pub mod bindings;
+
+mod string_array;
+pub use string_array::StringArray;
 
 use std::{
     ffi::{c_char, c_void, CStr, CString},

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Input to bindgen for the qom-json crate: JSON parsing, QObjects, the
+/* Input to bindgen for the qom-props crate: JSON parsing, QObjects, the
  * "any" visitor and class properties. */
 
 #include "qemu/osdep.h"
