@@ -20,7 +20,6 @@ use hwcore::{
     },
     DeviceImpl, DevicePropertiesImpl, ResetType, ResettablePhasesImpl,
 };
-use iommu::IommuRegionType;
 use migration::VMStateDescription;
 use pci::PCIBus;
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
@@ -397,17 +396,8 @@ impl SystemReset for VirtioIommu {
 
 qom_isa!(VirtioIommu: VirtIODevice, hwcore::DeviceState, Object);
 
-/// The type of the endpoints' IOMMU memory regions.
-const REGION_TYPE: qom::bindings::TypeInfo =
-    IommuRegionType::<VirtioIommu>::type_info(TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION);
-
-// SAFETY: called once at QOM module init, with a static TypeInfo whose
-// parent is TYPE_IOMMU_MEMORY_REGION and whose callbacks expect T's regions.
-util::module_init! {
-    MODULE_INIT_QOM => unsafe {
-        qom::type_register_static(&REGION_TYPE);
-    }
-}
+// The type of the endpoints' IOMMU memory regions.
+iommu::register_iommu_region_type!(VirtioIommu, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION);
 
 // SAFETY: TYPE_NAME is unique, and the struct starts with its parent.
 unsafe impl ObjectType for VirtioIommu {

@@ -149,9 +149,30 @@ unsafe extern "C" fn rust_region_class_init<T: IommuRegionOwner>(
     imrc.notify_flag_changed = Some(rust_notify_flag_changed::<T>);
 }
 
-/// The QOM type of the IOMMU regions of a `T`, to register once (with
-/// `type_register_static`) under a name of its own.
+/// The QOM type of the IOMMU regions of a `T`, registered once under a
+/// name of its own with [`register_iommu_region_type!`].
 pub struct IommuRegionType<T>(PhantomData<T>);
+
+/// Register the QOM type `$name` (a `&'static CStr`) of the IOMMU regions
+/// of `$owner`, an [`IommuRegionOwner`], at QOM module init; once per
+/// owner type, in the owner's crate.
+#[macro_export]
+macro_rules! register_iommu_region_type {
+    ($owner:ty, $name:expr) => {
+        const _: () = {
+            const INFO: ::qom::bindings::TypeInfo =
+                $crate::IommuRegionType::<$owner>::type_info($name);
+            // SAFETY: called once at QOM module init, with a static
+            // TypeInfo whose parent is TYPE_IOMMU_MEMORY_REGION and whose
+            // callbacks expect the owner's regions.
+            ::util::module_init! {
+                MODULE_INIT_QOM => unsafe {
+                    ::qom::type_register_static(&INFO);
+                }
+            }
+        };
+    };
+}
 
 impl<T: IommuRegionOwner> IommuRegionType<T> {
     pub const fn type_info(name: &'static CStr) -> TypeInfo {
