@@ -24,7 +24,7 @@ use migration::VMStateDescription;
 use pci::PCIBus;
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use qom_props::StringArray;
-use util::Result;
+use util::{Result, ResultExt};
 use virtio::{
     add_queue, host_page_size, register_system_reset, unregister_system_reset, SystemReset,
     VirtIODevice, VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
@@ -254,16 +254,14 @@ impl VirtioIommu {
         }
         let machine_describes = !self.mmio_transports.borrow().is_empty();
         let noncoherent = self.noncoherent.borrow().unmatched(machine_describes);
-        if let Some(Err(e)) = self
+        if let Some(checked) = self
             .with_core(|core| core.check_bypass_devices())
             .map(|bypass| bypass.and(noncoherent))
         {
-            let err = util::Error::msg(format!("virtio-iommu-rs: {e}"));
-            // SAFETY: error_fatal is QEMU's global "report and exit(1)"
-            // destination; propagating to it does not return.
-            unsafe {
-                err.propagate(&raw mut util::bindings::error_fatal);
-            }
+            // A user error found once the machine exists: report, exit(1).
+            checked
+                .map_err(|e| util::Error::msg(format!("virtio-iommu-rs: {e}")))
+                .unwrap_fatal();
         }
     }
 
