@@ -226,7 +226,7 @@ static void rig_start_with(Rig *r, const char *device, bool boot_bypass,
     memset(r, 0, sizeof(*r));
     if (device && strcmp(device, INTEL_DEVICE) != 0) {
         g_autofree char *props =
-            g_strdup_printf(",\"boot-bypass\":%s",
+            g_strdup_printf(",\"boot-bypass\":%s,\"id\":\"iommu\"",
                             boot_bypass ? "true" : "false");
         g_autofree char *args =
             g_strdup_printf("-device x-dma-test,addr=05.0,id=dma %s",
@@ -575,6 +575,72 @@ static void test_map_copy(const TestCase *tc)
         iommu_unmap_pages(&r, 0, 1);
         g_assert_cmpint(dma_stat(&r, "unmap-notifications"), >=, 1);
     }
+    rig_stop(&r);
+}
+
+/* virtio-iommu-rs's counter @key (qdev id "iommu") */
+static int64_t iommu_counter(Rig *r, const char *key)
+{
+    QDict *rsp = qtest_qmp(r->qts, "{'execute':'qom-get','arguments':"
+                           "{'path':'/machine/peripheral/iommu',"
+                           "'property':'counters'}}");
+    int64_t v = qdict_get_int(qdict_get_qdict(rsp, "return"), key);
+
+    qobject_unref(rsp);
+    return v;
+}
+
+/* @count COPYs of @len bytes through pci_dma_rw: the IOMMU translates each */
+static uint32_t dt_copies(Rig *r, uint64_t src, uint64_t dst, uint32_t len,
+                          uint32_t count)
+{
+    qpci_io_writeq(r->dev, r->bar, REG_SRC, src);
+    qpci_io_writeq(r->dev, r->bar, REG_DST, dst);
+    wr(r, REG_LEN, len);
+    wr(r, REG_COUNT, count);
+    wr(r, REG_PATH, PATH_C);
+    wr(r, REG_CMD, CMD_COPY);
+    return rd(r, REG_FAILED);
+}
+
+/*
+ * virtio-iommu-rs translates without a lock once the mappings have been
+ * read more than they change (a snapshot of its state); the next change
+ * withdraws the snapshot before it is answered.  So the DMA right after an
+ * UNMAP faults, the DMA right after a MAP goes through, and a snapshot is
+ * published again once the mappings are read often enough.
+ */
+static void test_lock_free_translation(const TestCase *tc)
+{
+    uint8_t data[8];
+    Rig r;
+
+    rig_start(&r, tc->device, false);
+    iommu_translate_device(&r);
+    map_pages(&r, 0, 2, RW);
+    pattern(data, sizeof(data), 6);
+    qtest_memwrite(r.qts, r.ram, data, sizeof(data));
+    g_assert_cmpint(iommu_counter(&r, "translation-snapshots"), ==, 0);
+    /* 200 COPYs, 400 translations: read far more than changed */
+    g_assert_cmpuint(dt_copies(&r, IOVA(0), IOVA(1), 8, 200), ==, 0);
+    assert_ram(&r, 1, 0, sizeof(data), 6);
+    g_assert_cmpint(iommu_counter(&r, "translation-snapshots"), ==, 1);
+
+    /* The UNMAP is answered: the very next DMA to the page faults */
+    iommu_unmap_pages(&r, 1, 1);
+    qtest_memset(r.qts, r.ram + PAGE, GUARD, PAGE);
+    g_assert_cmpuint(dt_copies(&r, IOVA(0), IOVA(1), 8, 1), ==, 1);
+    g_assert_cmpuint(qtest_readb(r.qts, r.ram + PAGE), ==, GUARD);
+
+    /* Reads again, many: a new snapshot, which still has no page 1 */
+    g_assert_cmpuint(dt_copies(&r, IOVA(0), IOVA(0) + 0x100, 8, 200), ==, 0);
+    g_assert_cmpint(iommu_counter(&r, "translation-snapshots"), ==, 2);
+    g_assert_cmpuint(dt_copies(&r, IOVA(0), IOVA(1), 8, 1), ==, 1);
+
+    /* A MAP is answered: the very next DMA goes through */
+    map_pages(&r, 1, 1, RW);
+    g_assert_cmpuint(dt_copies(&r, IOVA(0), IOVA(1), 8, 1), ==, 0);
+    assert_ram(&r, 1, 0, sizeof(data), 6);
     rig_stop(&r);
 }
 
@@ -1056,6 +1122,10 @@ static const DeviceCase iommu_cases[] = {
     { "trace-events", test_trace_events },
 };
 
+static const DeviceCase rust_iommu_cases[] = {
+    { "lock-free-translation", test_lock_free_translation },
+};
+
 static const DeviceCase virtio_iommu_cases[] = {
     { "bypass-switch", test_bypass_switch },
     { "replay", test_replay },
@@ -1091,6 +1161,11 @@ int main(int argc, char **argv)
             add_device_cases("/virtio-iommu-rs/dma", devices[d],
                              virtio_iommu_cases,
                              G_N_ELEMENTS(virtio_iommu_cases),
+                             CASE_TIMEOUT_US);
+        }
+        if (strcmp(devices[d], RUST_DEVICE) == 0) {
+            add_device_cases("/virtio-iommu-rs/dma", devices[d],
+                             rust_iommu_cases, G_N_ELEMENTS(rust_iommu_cases),
                              CASE_TIMEOUT_US);
         }
         for (unsigned seed = 0; virtio && seed < 2; seed++) {

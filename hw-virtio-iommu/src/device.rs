@@ -7,8 +7,8 @@ use std::{
     mem::offset_of,
     ptr::{addr_of, NonNull},
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex, PoisonError,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
     },
 };
 
@@ -20,6 +20,7 @@ use hwcore::{
     },
     DeviceImpl, DevicePropertiesImpl, ResetType, ResettablePhasesImpl,
 };
+use iommu::RcuArc;
 use migration::VMStateDescription;
 use pci::PCIBus;
 use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
@@ -35,7 +36,7 @@ use virtio_iommu_core::{
     device::{Device, DeviceConfig, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
-    NoncoherentDevices, NotifierEvent, SavedState,
+    NoncoherentDevices, NotifierEvent, SavedState, TranslationView,
 };
 
 use crate::{TYPE_VIRTIO_IOMMU_RS_DEVICE, TYPE_VIRTIO_IOMMU_RS_MEMORY_REGION};
@@ -48,6 +49,10 @@ mod trace_points;
 
 /// Entries in each virtqueue, as in the C device.
 const QUEUE_SIZE: u16 = 256;
+
+/// Translations under the core's lock after a change before the next ones
+/// read a snapshot without a lock (see `note_locked_read`).
+const VIEW_AFTER_READS: u32 = 64;
 
 /// Index of the request queue; the event queue follows it.
 const REQUEST_QUEUE: u16 = 0;
@@ -91,9 +96,18 @@ pub struct VirtioIommu {
     // State.
     config: BqlCell<Config>,
     queues: BqlRefCell<Option<Queues>>,
-    /// Domains, endpoints and mappings, from realize on. A mutex, not a
-    /// BQL cell: translation may run outside the BQL (I/O threads).
+    /// Domains, endpoints and mappings, from realize on. Requests change
+    /// it with the BQL held; a mutex, not a BQL cell, because a fault from
+    /// an I/O thread's translation is queued without the BQL.
     core: Mutex<Option<Device>>,
+    /// What translation reads without a lock, when present: a snapshot of
+    /// the core, taken once the core has stopped changing long enough to
+    /// be translated through `VIEW_AFTER_READS` times (see `translate`),
+    /// and withdrawn by the next change before it is answered (see
+    /// `with_core`).
+    view: RcuArc<TranslationView>,
+    /// Translations made under the core's lock since the last change.
+    locked_reads: AtomicU32,
     /// `page_size_mask`'s granule minus one, for translation.
     granule_mask: AtomicU64,
     endpoints: BqlRefCell<Vec<Endpoint>>,
@@ -101,6 +115,8 @@ pub struct VirtioIommu {
     /// switches made, for introspection.
     notifier_calls: BqlCell<u64>,
     space_switches: BqlCell<u64>,
+    /// Snapshots published for lock-free translation.
+    snapshots: BqlCell<u64>,
     /// The virtio-mmio transports the machine offered, with the endpoint
     /// id it gave each (arm virt; none on q35).
     mmio_transports: BqlRefCell<Vec<MmioTransport>>,
@@ -180,6 +196,8 @@ impl VirtioIommu {
         uninit_field_mut!(*this, queues).write(BqlRefCell::new(None));
         uninit_field_mut!(*this, primary_bus).write(BqlCell::new(None));
         uninit_field_mut!(*this, core).write(Mutex::new(None));
+        uninit_field_mut!(*this, view).write(RcuArc::default());
+        uninit_field_mut!(*this, locked_reads).write(AtomicU32::new(0));
         uninit_field_mut!(*this, granule_mask).write(AtomicU64::new(0));
         uninit_field_mut!(*this, endpoints).write(BqlRefCell::new(Vec::new()));
         uninit_field_mut!(*this, mmio_transports).write(BqlRefCell::new(Vec::new()));
@@ -187,6 +205,7 @@ impl VirtioIommu {
         uninit_field_mut!(*this, pending_state).write(BqlRefCell::new(None));
         uninit_field_mut!(*this, notifier_calls).write(BqlCell::new(0));
         uninit_field_mut!(*this, space_switches).write(BqlCell::new(0));
+        uninit_field_mut!(*this, snapshots).write(BqlCell::new(0));
         uninit_field_mut!(*this, bypass_checked).write(BqlCell::new(false));
     }
 
@@ -265,11 +284,46 @@ impl VirtioIommu {
         }
     }
 
-    /// Run `f` on the core, if realized. The lock is never held while
-    /// calling back into QEMU, which may translate (and so lock) again.
+    /// Run `f` on the core, if realized. If `f` changed what translation
+    /// depends on, the snapshot translations read is withdrawn before this
+    /// returns, so before the caller answers the driver or tells a
+    /// notifier: from then on translations take the core's lock and see
+    /// the change, so none uses a mapping whose UNMAP was answered or
+    /// misses one whose MAP was. The lock is never held while calling back
+    /// into QEMU, which may translate again.
     fn with_core<R>(&self, f: impl FnOnce(&mut Device) -> R) -> Option<R> {
-        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
-        core.as_mut().map(f)
+        let mut guard = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        let core = guard.as_mut()?;
+        let result = f(core);
+        // Changes are made with the BQL held (requests, config writes,
+        // resets, hotplug, migration), as is every publication; a fault
+        // queued by an I/O thread's translation changes nothing a view
+        // holds.
+        let changed = bql::is_locked() && core.take_changed();
+        drop(guard);
+        if changed {
+            self.view.clear();
+            self.locked_reads.store(0, Ordering::Relaxed);
+        }
+        Some(result)
+    }
+
+    /// A translation went through the core's lock: once enough have since
+    /// the last change, publish a snapshot so the next ones take no lock.
+    /// Taking one costs about as much as a thousand locked translations,
+    /// and a strict-mode guest translates a buffer only a few times
+    /// between its MAP and its UNMAP, so snapshots are only worth taking
+    /// once the mappings are read more than they change.
+    fn note_locked_read(&self) {
+        let reads = self.locked_reads.fetch_add(1, Ordering::Relaxed) + 1;
+        // Only with the BQL: no change can come between the snapshot and
+        // its publication.
+        if reads >= VIEW_AFTER_READS && bql::is_locked() {
+            if let Some(view) = self.with_core(|core| core.view()) {
+                self.view.publish(Arc::new(view));
+                self.snapshots.set(self.snapshots.get().saturating_add(1));
+            }
+        }
     }
 
     /// The granule minus one: translations are at least this large.

@@ -9,14 +9,20 @@
 //! device sits behind the IOMMU). Domains exist while an endpoint is
 //! attached to them: ATTACH creates one, and it is freed with its mappings
 //! when its last endpoint leaves, by DETACH or by an ATTACH elsewhere.
+//!
+//! What translation reads (the endpoint tables, the reserved regions and
+//! each domain's mappings) is held in `Arc`s or persistent structures, so
+//! that [`Device::view`] can snapshot it cheaply after every change for
+//! readers that take no lock ([`crate::view`]); writers copy on write.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use crate::bypass::{BypassDevice, PciDeviceRef};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::events::NotifierEvent;
-use crate::fault::FaultQueue;
+use crate::fault::{Fault, FaultQueue};
 use crate::mappings::{InsertError, MapFlags, Mapping, Mappings};
 use crate::properties::{PropertyError, ReservedRegion};
 use crate::request::{
@@ -25,6 +31,8 @@ use crate::request::{
 };
 use crate::reserved;
 use crate::status::Status;
+use crate::translate::TranslationState;
+use crate::view::TranslationView;
 
 /// What the request handler needs from the configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,19 +130,25 @@ pub struct Reply {
 pub struct Device {
     config: DeviceConfig,
     /// `config.reserved_regions` as endpoints see them.
-    resv: Vec<ReservedRegion>,
+    resv: Arc<[ReservedRegion]>,
     /// The config space's `bypass`: what unattached endpoints do.
     bypass: bool,
-    /// Registered endpoints and the domain each is attached to.
-    endpoints: BTreeMap<u32, Option<u32>>,
+    /// Registered endpoints and the domain each is attached to. Shared
+    /// with the views taken since it last changed (changes copy it: a few
+    /// entries, on ATTACH, DETACH and hotplug only).
+    endpoints: Arc<BTreeMap<u32, Option<u32>>>,
     /// Endpoints of the devices `bypass-devices` names: not managed by the
-    /// IOMMU (requests see them as unknown) and never translated.
-    unmanaged: BTreeSet<u32>,
+    /// IOMMU (requests see them as unknown) and never translated. Shared
+    /// with views as `endpoints` is.
+    unmanaged: Arc<BTreeSet<u32>>,
     /// Which `bypass-devices` elements have named a device so far.
     bypass_matched: Vec<bool>,
     domains: BTreeMap<u32, Domain>,
     faults: FaultQueue,
     counters: Counters,
+    /// Something a translation depends on changed since
+    /// [`Self::take_changed`] last said so: a published view is stale.
+    changed: bool,
 }
 
 impl Device {
@@ -142,16 +156,25 @@ impl Device {
     /// `bypass` (the `boot-bypass` property).
     pub fn new(config: DeviceConfig, bypass: bool) -> Self {
         Self {
-            resv: reserved::normalize(&config.reserved_regions),
+            resv: reserved::normalize(&config.reserved_regions).into(),
             bypass_matched: vec![false; config.bypass_devices.len()],
             config,
             bypass,
-            endpoints: BTreeMap::new(),
-            unmanaged: BTreeSet::new(),
+            endpoints: Arc::default(),
+            unmanaged: Arc::default(),
             domains: BTreeMap::new(),
             faults: FaultQueue::default(),
             counters: Counters::default(),
+            changed: true,
         }
+    }
+
+    /// Whether anything a translation depends on (endpoints, domains,
+    /// mappings, `bypass`) changed since the last call: a
+    /// [`TranslationView`] taken before is stale, and readers must get a
+    /// new one before the change is acknowledged to the driver.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// What the device has done so far (introspection).
@@ -176,7 +199,8 @@ impl Device {
         if self.endpoints.contains_key(&endpoint) {
             return false;
         }
-        self.endpoints.insert(endpoint, None);
+        Arc::make_mut(&mut self.endpoints).insert(endpoint, None);
+        self.changed = true;
         true
     }
 
@@ -237,13 +261,17 @@ impl Device {
     /// id (two devices behind bridges the firmware has not numbered yet),
     /// the managed one wins until the glue tells them apart.
     pub fn add_unmanaged_endpoint(&mut self, endpoint: u32) -> bool {
-        self.unmanaged.insert(endpoint)
+        if self.unmanaged.contains(&endpoint) {
+            return false;
+        }
+        self.changed = true;
+        Arc::make_mut(&mut self.unmanaged).insert(endpoint)
     }
 
     /// Whether `endpoint` is unmanaged (and no managed endpoint shares its
     /// id).
     pub fn is_unmanaged(&self, endpoint: u32) -> bool {
-        self.unmanaged.contains(&endpoint) && !self.endpoints.contains_key(&endpoint)
+        self.unmanaged_endpoint(endpoint)
     }
 
     /// At start (once every cold-plugged device has its endpoint): the
@@ -269,8 +297,13 @@ impl Device {
     pub fn remove_endpoint(&mut self, endpoint: u32) -> Vec<NotifierEvent> {
         let mut events = Vec::new();
         self.detach_endpoint(endpoint, &mut events);
-        self.endpoints.remove(&endpoint);
-        self.unmanaged.remove(&endpoint);
+        self.changed = true;
+        if self.endpoints.contains_key(&endpoint) {
+            Arc::make_mut(&mut self.endpoints).remove(&endpoint);
+        }
+        if self.unmanaged.contains(&endpoint) {
+            Arc::make_mut(&mut self.unmanaged).remove(&endpoint);
+        }
         events
     }
 
@@ -306,6 +339,7 @@ impl Device {
     /// space is switched again, as in C.
     pub fn set_bypass(&mut self, bypass: bool) -> Vec<NotifierEvent> {
         self.bypass = bypass;
+        self.changed = true;
         self.endpoints
             .keys()
             .map(|&endpoint| NotifierEvent::SwitchAddressSpace {
@@ -367,6 +401,7 @@ impl Device {
         let mut events = Vec::new();
         self.detach_all(&mut events);
         self.faults.clear();
+        self.changed = true;
         events
     }
 
@@ -401,14 +436,16 @@ impl Device {
     ) -> Vec<NotifierEvent> {
         let mut events = Vec::new();
         self.detach_all(&mut events);
+        let table = Arc::make_mut(&mut self.endpoints);
         for (&id, domain) in &domains {
             for endpoint in &domain.endpoints {
-                if let Some(slot) = self.endpoints.get_mut(endpoint) {
+                if let Some(slot) = table.get_mut(endpoint) {
                     *slot = Some(id);
                 }
             }
         }
         self.domains = domains;
+        self.changed = true;
         events.extend(self.set_bypass(bypass));
         for endpoint in self.attached_endpoints() {
             events.extend(self.replay(endpoint));
@@ -488,16 +525,22 @@ impl Device {
     /// Carry out a decoded request; the status to answer. Events go to
     /// `events`. (PROBE has no side effect: only its status is computed.)
     pub fn apply(&mut self, req: &Request, events: &mut Vec<NotifierEvent>) -> Status {
-        match req {
+        let status = match req {
             Request::Attach(a) => self.attach(a, events),
             Request::Detach(d) => self.detach(d, events),
             Request::Map(m) => self.map(m, events),
             Request::Unmap(u) => self.unmap(u, events),
-            Request::Probe(p) => match self.probe_properties(p) {
-                Ok(_) => Status::Ok,
-                Err(status) => status,
-            },
-        }
+            Request::Probe(p) => {
+                return match self.probe_properties(p) {
+                    Ok(_) => Status::Ok,
+                    Err(status) => status,
+                }
+            }
+        };
+        // A refused request changes nothing (UNMAP is atomic, a failed
+        // ATTACH leaves the endpoint where it was).
+        self.changed |= status == Status::Ok;
+        status
     }
 
     fn attach(&mut self, a: &Attach, events: &mut Vec<NotifierEvent>) -> Status {
@@ -538,7 +581,7 @@ impl Device {
         // At the head, as C's QLIST_INSERT_HEAD; the detach above took the
         // endpoint out of the list if it was already in this domain.
         domain.endpoints.push_front(a.endpoint);
-        self.endpoints.insert(a.endpoint, Some(a.domain));
+        Arc::make_mut(&mut self.endpoints).insert(a.endpoint, Some(a.domain));
         events.push(NotifierEvent::SwitchAddressSpace {
             endpoint: a.endpoint,
             bypass: domain.bypass,
@@ -572,7 +615,7 @@ impl Device {
         let Some(id) = self.endpoint_domain(endpoint) else {
             return;
         };
-        self.endpoints.insert(endpoint, None);
+        Arc::make_mut(&mut self.endpoints).insert(endpoint, None);
         if let Some(domain) = self.domains.get_mut(&id) {
             events.extend(
                 domain
@@ -671,14 +714,51 @@ impl Device {
         reserved::encode_properties(&self.resv, probe_size).ok_or(Status::Inval)
     }
 
-    /// For [`crate::translate`]: the state of an endpoint's attachment.
-    pub(crate) fn attachment(&self, endpoint: u32) -> Option<(bool, &Mappings)> {
-        let d = self.domains.get(&self.endpoint_domain(endpoint)?)?;
-        Some((d.bypass, &d.mappings))
-    }
-
-    pub(crate) fn push_fault(&mut self, fault: crate::fault::Fault) {
+    /// Queue the report of a refused translation for the event queue (and
+    /// count it). [`Self::translate`] does it itself; a refusal decided on
+    /// a [`TranslationView`] is reported through this.
+    pub fn queue_fault(&mut self, fault: Fault) {
         self.counters.count_fault();
         self.faults.push(fault);
+    }
+
+    // --- lock-free translation ------------------------------------------
+
+    /// An immutable snapshot of what translation reads, deciding every
+    /// access as [`Self::translate`] would now (see [`crate::view`]).
+    /// Costs one allocation and a reference count per domain (and three
+    /// more): the mappings are shared, not copied.
+    pub fn view(&self) -> TranslationView {
+        TranslationView::new(
+            self.bypass,
+            Arc::clone(&self.resv),
+            Arc::clone(&self.endpoints),
+            Arc::clone(&self.unmanaged),
+            self.domains
+                .iter()
+                .map(|(&id, d)| (id, d.bypass, d.mappings.clone())),
+        )
+    }
+}
+
+impl TranslationState for Device {
+    fn config_bypass(&self) -> bool {
+        self.bypass
+    }
+
+    fn reserved(&self) -> &[ReservedRegion] {
+        &self.resv
+    }
+
+    fn endpoints(&self) -> &BTreeMap<u32, Option<u32>> {
+        &self.endpoints
+    }
+
+    fn unmanaged(&self) -> &BTreeSet<u32> {
+        &self.unmanaged
+    }
+
+    fn domain(&self, id: u32) -> Option<(bool, &Mappings)> {
+        self.domains.get(&id).map(|d| (d.bypass, &d.mappings))
     }
 }

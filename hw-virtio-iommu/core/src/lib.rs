@@ -9,10 +9,11 @@
 //! so all of it is unit-tested with `cargo test`.
 //!
 //! The glue's entry points are [`Device::handle_request`] (request queue),
-//! [`Device::translate`] (IOMMU memory region), [`FaultQueue::deliver`]
-//! (event queue), and the [`NotifierEvent`]s they return; for live
-//! migration, [`Device::save_state`], [`load_state`] and
-//! [`Device::restore`].
+//! [`Device::translate`] (IOMMU memory region; or, without the device's
+//! lock, [`Device::view`] and [`TranslationView::decide`], with
+//! [`Device::queue_fault`] for refusals), [`FaultQueue::deliver`] (event
+//! queue), and the [`NotifierEvent`]s they return; for live migration,
+//! [`Device::save_state`], [`load_state`] and [`Device::restore`].
 
 #![forbid(unsafe_code)]
 // Guest-controlled bytes reach every module: no index, no overflow, no
@@ -43,6 +44,7 @@ pub mod request;
 pub mod reserved;
 pub mod status;
 pub mod translate;
+pub mod view;
 
 pub use bypass::{BypassDevice, PciDeviceRef};
 pub use coherency::NoncoherentDevices;
@@ -57,3 +59,4 @@ pub use migration::{
 pub use request::{decode, DecodeError, Request};
 pub use status::Status;
 pub use translate::{Access, Translated};
+pub use view::TranslationView;

@@ -7,6 +7,10 @@
 //! notifier events are checked too: replayed into a per-endpoint shadow of
 //! what vhost/VFIO would hold, they must reproduce what each endpoint can
 //! see.
+//!
+//! A second property: a `TranslationView` taken at any point decides
+//! every access as `Device::translate` does at that point, and keeps
+//! deciding so however the device changes afterwards.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +18,9 @@ use proptest::prelude::*;
 use virtio_iommu_core::config::Config;
 use virtio_iommu_core::properties::{Granule, ReservedRegion};
 use virtio_iommu_core::request::{Attach, Detach, Map, Probe, Request, Unmap};
-use virtio_iommu_core::{Device, DeviceConfig, NotifierEvent, Response, Status};
+use virtio_iommu_core::{
+    Access, Device, DeviceConfig, NotifierEvent, Response, Status, Translated, TranslationView,
+};
 
 const REGISTERED: [u32; 4] = [1, 2, 3, 0xffff];
 const DOMAINS: [u32; 4] = [0, 1, 2, u32::MAX];
@@ -476,5 +482,187 @@ proptest! {
         }
         prop_assert!(shadow.maps.values().all(Vec::is_empty));
         prop_assert_eq!(dev.domain_ids().count(), 0);
+    }
+}
+
+// --- views decide as the device translates ------------------------------
+
+/// Whatever changes what translation reads.
+#[derive(Clone, Debug)]
+enum Step {
+    Request(Request),
+    SetBypass(bool),
+    AddEndpoint(u32),
+    AddUnmanaged(u32),
+    RemoveEndpoint(u32),
+    Reset,
+    /// Keep a view, to check after later steps that it has not changed.
+    KeepView,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        20 => request().prop_map(Step::Request),
+        1 => any::<bool>().prop_map(Step::SetBypass),
+        1 => endpoint().prop_map(Step::AddEndpoint),
+        1 => endpoint().prop_map(Step::AddUnmanaged),
+        1 => endpoint().prop_map(Step::RemoveEndpoint),
+        1 => Just(Step::Reset),
+        3 => Just(Step::KeepView),
+    ]
+}
+
+/// Probe addresses: the model's, and both kinds of reserved region of
+/// [`view_device`].
+fn view_addr() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => addr(), 1 => 0x20u64..0x30]
+}
+
+/// A device whose reserved regions lie among the addresses `addr()`
+/// favours: [0x20, 0x27] reserved, [0x28, 0x2f] MSI.
+fn view_device(bypass: bool) -> Device {
+    let config = Config::new(64, Granule::Size4K, 4096, bypass).unwrap();
+    let regions = [
+        ReservedRegion {
+            start: 0x20,
+            end: 0x27,
+            kind: 0,
+        },
+        ReservedRegion {
+            start: 0x28,
+            end: 0x2f,
+            kind: 1,
+        },
+    ];
+    let mut dev = Device::new(DeviceConfig::new(&config, &regions), bypass);
+    for ep in REGISTERED {
+        dev.add_endpoint(ep);
+    }
+    dev
+}
+
+const ACCESSES: [Access; 3] = [Access::READ, Access::WRITE, Access::READ_WRITE];
+
+/// Every probe: each endpoint the steps name, each address, each access.
+fn probes(addrs: &[u64]) -> Vec<(u32, u64, Access)> {
+    let endpoints = REGISTERED.iter().chain(&[0, 4, u32::MAX]);
+    let mut out = Vec::new();
+    for &ep in endpoints {
+        for &iova in addrs {
+            for access in ACCESSES {
+                out.push((ep, iova, access));
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn views_decide_as_translate(
+        bypass in any::<bool>(),
+        steps in prop::collection::vec(step(), 1..60),
+        addrs in prop::collection::vec(view_addr(), 12),
+    ) {
+        let mut dev = view_device(bypass);
+        let probes = probes(&addrs);
+        let mut kept: Vec<(TranslationView, Vec<Translated>)> = Vec::new();
+        for step in &steps {
+            match step {
+                Step::Request(req) => {
+                    dev.handle_request(&req.encode(), 516);
+                }
+                Step::SetBypass(b) => {
+                    dev.set_bypass(*b);
+                }
+                Step::AddEndpoint(ep) => {
+                    dev.add_endpoint(*ep);
+                }
+                Step::AddUnmanaged(ep) => {
+                    dev.add_unmanaged_endpoint(*ep);
+                }
+                Step::RemoveEndpoint(ep) => {
+                    dev.remove_endpoint(*ep);
+                }
+                Step::Reset => {
+                    dev.reset();
+                }
+                Step::KeepView => {}
+            }
+            let view = dev.view();
+            let raised_before = dev.counters().faults_raised();
+            let mut answers = Vec::with_capacity(probes.len());
+            let mut faults = 0;
+            for &(ep, iova, access) in &probes {
+                let decided = view.decide(ep, iova, access);
+                let translated = dev.translate(ep, iova, access);
+                prop_assert_eq!(decided, translated, "ep {} iova {:#x} {:?}", ep, iova, access);
+                faults += u64::from(matches!(decided, Translated::Fault(_)));
+                answers.push(decided);
+            }
+            // Deciding counted and queued nothing: the faults are
+            // translate's.
+            prop_assert_eq!(dev.counters().faults_raised(), raised_before + faults);
+            dev.faults().clear();
+            if matches!(step, Step::KeepView) {
+                kept.push((view.clone(), answers));
+            }
+            for (old, answers) in &kept {
+                for (&(ep, iova, access), &answer) in probes.iter().zip(answers) {
+                    prop_assert_eq!(old.decide(ep, iova, access), answer);
+                }
+            }
+        }
+    }
+
+    /// `take_changed` is what the glue republishes on: whenever it says
+    /// nothing changed, the last view taken still decides every access as
+    /// the device does.
+    #[test]
+    fn unchanged_means_the_last_view_still_holds(
+        bypass in any::<bool>(),
+        steps in prop::collection::vec(step(), 1..60),
+        addrs in prop::collection::vec(view_addr(), 12),
+    ) {
+        let mut dev = view_device(bypass);
+        let probes = probes(&addrs);
+        dev.take_changed();
+        let mut published = dev.view();
+        for step in &steps {
+            match step {
+                Step::Request(req) => {
+                    dev.handle_request(&req.encode(), 516);
+                }
+                Step::SetBypass(b) => {
+                    dev.set_bypass(*b);
+                }
+                Step::AddEndpoint(ep) => {
+                    dev.add_endpoint(*ep);
+                }
+                Step::AddUnmanaged(ep) => {
+                    dev.add_unmanaged_endpoint(*ep);
+                }
+                Step::RemoveEndpoint(ep) => {
+                    dev.remove_endpoint(*ep);
+                }
+                Step::Reset => {
+                    dev.reset();
+                }
+                Step::KeepView => {}
+            }
+            if dev.take_changed() {
+                published = dev.view();
+            }
+            for &(ep, iova, access) in &probes {
+                prop_assert_eq!(
+                    published.decide(ep, iova, access),
+                    dev.translate(ep, iova, access),
+                    "after {:?}: ep {} iova {:#x} {:?}", step, ep, iova, access
+                );
+            }
+            dev.faults().clear();
+        }
     }
 }

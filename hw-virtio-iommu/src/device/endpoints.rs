@@ -8,7 +8,7 @@
 use std::ptr::NonNull;
 
 use iommu::{
-    EndpointAddressSpace, IOMMUAccessFlags, IOMMUNotifierFlag, IommuRegionOwner, TlbEntry,
+    EndpointAddressSpace, IOMMUAccessFlags, IOMMUNotifierFlag, IommuRegionOwner, Reader, TlbEntry,
     IOMMU_NONE, IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_NOTIFIER_NONE, IOMMU_RO, IOMMU_WO,
 };
 use pci::{bindings::AddressSpace, PCIBus, PCIDevice, PCIDeviceMethods, PciIommu};
@@ -426,7 +426,16 @@ impl VirtioMmioIommu for VirtioIommu {
 }
 
 impl IommuRegionOwner for VirtioIommu {
-    fn translate(&self, endpoint: u32, addr: u64, flag: IOMMUAccessFlags) -> TlbEntry {
+    /// Decided on the snapshot of the core without a lock when there is
+    /// one (then only a fault takes the core's lock, to queue its report),
+    /// else under the core's lock.
+    fn translate(
+        &self,
+        endpoint: u32,
+        addr: u64,
+        flag: IOMMUAccessFlags,
+        reader: &Reader,
+    ) -> TlbEntry {
         trace_points::translate(endpoint, addr, flag);
         let access = Access {
             read: flag & IOMMU_RO != 0,
@@ -439,7 +448,21 @@ impl IommuRegionOwner for VirtioIommu {
             addr_mask: page_mask,
             perm: flag,
         };
-        match self.with_core(|core| core.translate(endpoint, addr, access)) {
+        let decided = match self.view.load(reader) {
+            Some(view) => {
+                let decided = view.decide(endpoint, addr, access);
+                if let Translated::Fault(f) = decided {
+                    self.with_core(|core| core.queue_fault(f));
+                }
+                Some(decided)
+            }
+            None => {
+                let decided = self.with_core(|core| core.translate(endpoint, addr, access));
+                self.note_locked_read();
+                decided
+            }
+        };
+        match decided {
             Some(Translated::Identity) | None => page,
             Some(Translated::Mapped(m)) => {
                 let (iova, translated_addr, addr_mask) = m.tlb_block(addr);

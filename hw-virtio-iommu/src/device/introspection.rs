@@ -112,7 +112,7 @@ impl VirtioIommu {
 
     /// The `counters` property, as JSON: `{"requests": {TYPE: {STATUS:
     /// n}}, "malformed-chains", "faults-raised", "faults-dropped",
-    /// "notifier-calls", "address-space-switches"}`.
+    /// "notifier-calls", "address-space-switches", "translation-snapshots"}`.
     pub(crate) fn counters_json(&self) -> String {
         let (counters, dropped) = self
             .with_core(|core| (core.counters().clone(), core.faults().dropped()))
@@ -132,12 +132,13 @@ impl VirtioIommu {
         format!(
             "{{\"requests\": {{{}}}, \"malformed-chains\": {}, \"faults-raised\": {}, \
              \"faults-dropped\": {dropped}, \"notifier-calls\": {}, \
-             \"address-space-switches\": {}}}",
+             \"address-space-switches\": {}, \"translation-snapshots\": {}}}",
             requests.join(", "),
             counters.malformed_chains(),
             counters.faults_raised(),
             self.notifier_calls.get(),
             self.space_switches.get(),
+            self.snapshots.get(),
         )
     }
 }

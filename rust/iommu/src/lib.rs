@@ -27,6 +27,9 @@ pub use system::bindings::{
 };
 use util::Error;
 
+mod rcu;
+pub use rcu::{RcuArc, Reader};
+
 /// A translation, as an `IOMMUTLBEntry` into system memory: the block
 /// `[iova, iova + addr_mask]` goes to `[translated_addr, ... + addr_mask]`
 /// with rights `perm` (`IOMMU_NONE`: the access faults).
@@ -56,7 +59,15 @@ impl TlbEntry {
 pub trait IommuRegionOwner: Sync + Sized {
     /// Translate an access of `endpoint` to `addr`; `flag` are the rights it
     /// needs (`IOMMU_NONE` when the caller only asks where `addr` goes).
-    fn translate(&self, endpoint: u32, addr: u64, flag: IOMMUAccessFlags) -> TlbEntry;
+    /// `reader` proves the caller's context (the BQL or an RCU read-side
+    /// section), in which [`RcuArc`] snapshots can be read without a lock.
+    fn translate(
+        &self,
+        endpoint: u32,
+        addr: u64,
+        flag: IOMMUAccessFlags,
+        reader: &Reader,
+    ) -> TlbEntry;
 
     /// The current mappings of `endpoint`, to replay to a new notifier.
     fn mappings(&self, endpoint: u32) -> Vec<TlbEntry>;
@@ -97,9 +108,11 @@ unsafe extern "C" fn rust_translate<T: IommuRegionOwner>(
     flag: IOMMUAccessFlags,
     _iommu_idx: c_int,
 ) -> IOMMUTLBEntry {
-    // SAFETY: QEMU calls translate on regions of the type registered for T.
-    let (owner, endpoint) = unsafe { region::<T>(iommu) };
-    owner.translate(endpoint, addr, flag).to_c()
+    // SAFETY: QEMU calls translate on regions of the type registered for T,
+    // holding the BQL or inside an RCU read-side critical section
+    // (IOMMUMemoryRegionClass::translate's contract) until it returns.
+    let ((owner, endpoint), reader) = unsafe { (region::<T>(iommu), Reader::new()) };
+    owner.translate(endpoint, addr, flag, &reader).to_c()
 }
 
 unsafe extern "C" fn rust_replay<T: IommuRegionOwner>(
