@@ -88,7 +88,7 @@ qtest: build
 lint: build
 	bash scripts/lint.sh $(QEMU_BUILD)
 
-check: cargo-test lint qtest functional
+check: cargo-test lint qtest fuzz-qemu-quick functional
 
 # Fuzz the core's request handling (not part of check: cargo-fuzz needs
 # libFuzzer's unstable compiler flags, allowed here with RUSTC_BOOTSTRAP).
@@ -97,6 +97,20 @@ fuzz:
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	cd hw-virtio-iommu/core/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run requests -- \
 		-max_total_time=$(FUZZ_SECONDS)
+
+# Fuzz both devices inside QEMU as a hostile guest driver (qtest, x-dma-test
+# DMA between the requests; docs/fuzzing.md). The quick run uses fixed seeds,
+# so it is reproducible; FUZZ_QEMU_ARGS adds options (--seeds, --steps, ...).
+.PHONY: fuzz-qemu fuzz-qemu-quick
+fuzz-qemu: build
+	rm -rf $(BUILD)/fuzz-qemu
+	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --seeds 1-20 --steps 5000 \
+		--time-budget 600 --out $(BUILD)/fuzz-qemu $(FUZZ_QEMU_ARGS)
+
+fuzz-qemu-quick: build
+	rm -rf $(BUILD)/fuzz-qemu-quick
+	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --seeds 1-3 --steps 2000 \
+		--out $(BUILD)/fuzz-qemu-quick $(FUZZ_QEMU_ARGS)
 
 # The main job: QEMU's view of the device, then a Linux guest booted behind
 # virtio-iommu-rs (strict mode), and what the guest saw.
