@@ -661,7 +661,6 @@ static void test_trace_events(const TestCase *tc)
     g_autofree char *args = NULL;
     g_autofree char *text = NULL;
     uint8_t data[0x40];
-    const char *at;
     Rig r;
     int fd = g_file_open_tmp("virtio-iommu-rs-trace-XXXXXX", &log, &err);
 
@@ -683,16 +682,7 @@ static void test_trace_events(const TestCase *tc)
     g_file_get_contents(log, &text, NULL, &err);
     unlink(log);
     g_assert_no_error(err);
-    at = text;
-    for (size_t i = 0; i < ARRAY_SIZE(expected); i++) {
-        const char *found = strstr(at, expected[i]);
-
-        if (!found) {
-            g_error("%s: no '%s' (in this order) in the trace log:\n%s",
-                    tc->device, expected[i], text);
-        }
-        at = found;
-    }
+    assert_log_in_order(tc->device, text, expected, ARRAY_SIZE(expected));
     /* Only the Rust IOMMU has endpoint events, one per device behind it */
     g_assert_cmpint(strstr(text, "virtio_iommu_rs_endpoint endpoint 0x28: "
                            "address space ") != NULL, ==,

@@ -287,6 +287,23 @@ assert_qemu_outcome(QemuOutcome outcome, const char *expected_msg,
     }
 }
 
+/* @text (@device's trace log) has the @n lines of @expected, in order */
+static inline void assert_log_in_order(const char *device, const char *text,
+                                       const char *const *expected, size_t n)
+{
+    const char *at = text;
+
+    for (size_t i = 0; i < n; i++) {
+        const char *found = strstr(at, expected[i]);
+
+        if (!found) {
+            g_error("%s: no '%s' (in this order) in its trace log:\n%s",
+                    device, expected[i], text);
+        }
+        at = found;
+    }
+}
+
 #define assert_qemu_refuses(msg, ...) \
     assert_qemu_outcome(QEMU_REFUSES, msg, NULL, __VA_ARGS__)
 

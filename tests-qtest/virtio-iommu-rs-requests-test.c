@@ -1670,7 +1670,6 @@ static void test_trace_events(const TestCase *tc)
     g_autofree char *log = NULL;
     g_autofree char *args = NULL;
     g_autofree char *text = NULL;
-    const char *at;
     Iommu m;
     int fd = g_file_open_tmp("virtio-iommu-rs-trace-XXXXXX", &log, &err);
 
@@ -1695,16 +1694,7 @@ static void test_trace_events(const TestCase *tc)
     g_file_get_contents(log, &text, NULL, &err);
     unlink(log);
     g_assert_no_error(err);
-    at = text;
-    for (size_t i = 0; i < ARRAY_SIZE(expected); i++) {
-        const char *found = strstr(at, expected[i]);
-
-        if (!found) {
-            g_error("%s: no '%s' (in this order) in its trace log:\n%s",
-                    tc->device, expected[i], text);
-        }
-        at = found;
-    }
+    assert_log_in_order(tc->device, text, expected, ARRAY_SIZE(expected));
 }
 
 /* qom-get @property of the IOMMU (qdev id "iommu"); the caller unrefs */

@@ -557,6 +557,31 @@ fn probes(addrs: &[u64]) -> Vec<(u32, u64, Access)> {
     out
 }
 
+/// Carry out one step of a view test on `dev`.
+fn apply_step(dev: &mut Device, step: &Step) {
+    match step {
+        Step::Request(req) => {
+            dev.handle_request(&req.encode(), 516);
+        }
+        Step::SetBypass(b) => {
+            dev.set_bypass(*b);
+        }
+        Step::AddEndpoint(ep) => {
+            dev.add_endpoint(*ep);
+        }
+        Step::AddUnmanaged(ep) => {
+            dev.add_unmanaged_endpoint(*ep);
+        }
+        Step::RemoveEndpoint(ep) => {
+            dev.remove_endpoint(*ep);
+        }
+        Step::Reset => {
+            dev.reset();
+        }
+        Step::KeepView => {}
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -570,27 +595,7 @@ proptest! {
         let probes = probes(&addrs);
         let mut kept: Vec<(TranslationView, Vec<Translated>)> = Vec::new();
         for step in &steps {
-            match step {
-                Step::Request(req) => {
-                    dev.handle_request(&req.encode(), 516);
-                }
-                Step::SetBypass(b) => {
-                    dev.set_bypass(*b);
-                }
-                Step::AddEndpoint(ep) => {
-                    dev.add_endpoint(*ep);
-                }
-                Step::AddUnmanaged(ep) => {
-                    dev.add_unmanaged_endpoint(*ep);
-                }
-                Step::RemoveEndpoint(ep) => {
-                    dev.remove_endpoint(*ep);
-                }
-                Step::Reset => {
-                    dev.reset();
-                }
-                Step::KeepView => {}
-            }
+            apply_step(&mut dev, step);
             let view = dev.view();
             let raised_before = dev.counters().faults_raised();
             let mut answers = Vec::with_capacity(probes.len());
@@ -631,27 +636,7 @@ proptest! {
         dev.take_changed();
         let mut published = dev.view();
         for step in &steps {
-            match step {
-                Step::Request(req) => {
-                    dev.handle_request(&req.encode(), 516);
-                }
-                Step::SetBypass(b) => {
-                    dev.set_bypass(*b);
-                }
-                Step::AddEndpoint(ep) => {
-                    dev.add_endpoint(*ep);
-                }
-                Step::AddUnmanaged(ep) => {
-                    dev.add_unmanaged_endpoint(*ep);
-                }
-                Step::RemoveEndpoint(ep) => {
-                    dev.remove_endpoint(*ep);
-                }
-                Step::Reset => {
-                    dev.reset();
-                }
-                Step::KeepView => {}
-            }
+            apply_step(&mut dev, step);
             if dev.take_changed() {
                 published = dev.view();
             }
