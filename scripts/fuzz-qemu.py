@@ -117,7 +117,14 @@ FAILURE_PATTERNS = [
     ("segfault", re.compile(r"Segmentation fault")),
 ]
 
-DEVICES = {"rs": "virtio-iommu-rs", "c": "virtio-iommu-pci"}
+DEVICES = {"rs": "virtio-iommu-rs", "c": "virtio-iommu-pci",
+           # the Rust device taking every request through virtqueue_pop
+           # (mapped), which --compare checks the default (copied) path
+           # against
+           "rs-map": "virtio-iommu-rs"}
+DEVICE_PROPS = {"rs-map": ",x-copy-requests=off"}
+# The IOMMU's virtio backend, for QMP's x-query-virtio-queue-status
+VIRTIO_PATH = "/machine/peripheral/viommu/virtio-backend"
 
 
 class QemuGone(Exception):
@@ -135,7 +142,7 @@ class RunFailure(Exception):
 # ---- qtest client --------------------------------------------------------
 
 class QTest:
-    def __init__(self, argv, stderr_path, timeout, tmpdir, mem_limit_mb=0):
+    def __init__(self, argv, stderr_path, timeout, tmpdir, mem_limit_mb=0, qmp=False):
         self.timeout = timeout
         path = os.path.join(tmpdir, "qtest.sock")
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -143,6 +150,11 @@ class QTest:
         srv.listen(1)
         srv.settimeout(0.1)
         self.argv = argv[:1] + ["-qtest", "unix:" + path, "-qtest-log", "/dev/null"] + argv[1:]
+        self.qmp_path = os.path.join(tmpdir, "qmp.sock") if qmp else None
+        self.qmp = None
+        if self.qmp_path:
+            self.argv += ["-chardev", "socket,id=qmp,path=%s,server=on,wait=off" % self.qmp_path,
+                          "-mon", "chardev=qmp,mode=control"]
         self.errf = open(stderr_path, "wb")
         def limit():
             # QEMU dies with this script (PR_SET_PDEATHSIG), and a runaway
@@ -174,6 +186,32 @@ class QTest:
         self.sock.settimeout(timeout)
         self.buf = b""
         self.count = 0
+        if self.qmp_path:
+            self.qmp = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.qmp.settimeout(timeout)
+            self.qmp.connect(self.qmp_path)
+            self.qmp_file = self.qmp.makefile("rwb")
+            self.qmp_file.readline()                     # the greeting
+            self.qmp_cmd("qmp_capabilities")
+
+    def qmp_cmd(self, name, **args):
+        """A QMP command's return value (events are skipped)."""
+        try:
+            self.qmp_file.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
+            self.qmp_file.flush()
+            while True:
+                line = self.qmp_file.readline()
+                if not line:
+                    raise QemuGone("QMP socket closed")
+                r = json.loads(line)
+                if "return" in r:
+                    return r["return"]
+                if "error" in r:
+                    raise RuntimeError("QMP %s: %s" % (name, r["error"]))
+        except socket.timeout:
+            raise QemuHang("no QMP answer to %s within %g s" % (name, self.timeout)) from None
+        except OSError as e:
+            raise QemuGone("QMP failed: %s" % e) from None
 
     @property
     def pid(self):
@@ -311,6 +349,9 @@ class Driver:
         self.log = None
         self.cur_step = None
         self.quirky = False
+        # --compare: what the driver saw, step by step (observe())
+        self.trace = None
+        self.answer_bytes = []
 
     # -- PCI --
     def cfg_addr(self, devfn, off):
@@ -608,6 +649,8 @@ class Driver:
     def decode(self, ch, ulen, stats):
         segs = ch.get("w", [])
         total = sum(ln for _, ln in segs)
+        if self.trace is not None:
+            self.answer_bytes.append(self.answer(segs, ulen))
         tname = TYPE_NAMES.get(ch.get("t"), "other")
         if ch.get("e") and ulen > total:
             self.anomaly("used length beyond the writable buffers")
@@ -637,6 +680,33 @@ class Driver:
                 if ulen != want:
                     self.anomaly("%s answered with %d bytes" % (tname, ulen))
         return s
+
+    def answer(self, segs, ulen):
+        """The bytes the device wrote to a chain's buffers (up to its used
+        length; 1 KiB at most, buffers in RAM only)."""
+        out, left = b"", min(ulen, 1024)
+        for a, ln in segs:
+            n = min(ln, left)
+            if n <= 0:
+                break
+            out += self.qt.read(a, n) if a + n <= RAM_SIZE else b"?" * n
+            left -= n
+        return out.hex()
+
+    def observe(self):
+        """What a driver can see of the device after a step, plus the virtio
+        core's queue state (QMP): the device status, both used rings (index,
+        entries, the avail event index) and the answers decoded in the step.
+        Two devices that behave alike give equal observations."""
+        obs = {"status": self.status(), "answers": self.answer_bytes}
+        self.answer_bytes = []
+        for ring in (self.rq, self.eq):
+            obs["used%d" % ring.q] = self.qt.read(ring.used, 4 + 8 * ring.qs + 2).hex()
+            q = self.qt.qmp_cmd("x-query-virtio-queue-status", path=VIRTIO_PATH, queue=ring.q)
+            obs["queue%d" % ring.q] = {k: q.get(k) for k in (
+                "inuse", "vring-num", "last-avail-idx", "shadow-avail-idx", "used-idx",
+                "signalled-used", "signalled-used-valid")}
+        return obs
 
     # -- steps --
     def step(self, s):
@@ -1381,7 +1451,7 @@ def qemu_argv(opts, device):
     props = (opts.props or "")
     argv = [opts.qemu, "-M", "q35", "-accel", "qtest", "-display", "none", "-nodefaults",
             "-m", "%dM" % (RAM_SIZE >> 20),
-            "-device", "%s,addr=04.0%s" % (dev, props),
+            "-device", "%s,addr=04.0,id=viommu%s%s" % (dev, DEVICE_PROPS.get(device, ""), props),
             "-device", "x-dma-test,addr=05.0,id=dma",
             "-device", "edu,addr=06.0"]
     return argv
@@ -1421,8 +1491,12 @@ def run_steps(device, steps, opts, label, outdir, deadline=None):
         argv = qemu_argv(opts, device)
         with open(os.path.join(rundir, "cmdline.txt"), "w") as f:
             f.write(" ".join(argv) + "\n")
-        qt = QTest(argv, errpath, opts.timeout, tmp, getattr(opts, "mem_limit_mb", 0))
+        tracing = getattr(opts, "compare", False)
+        qt = QTest(argv, errpath, opts.timeout, tmp, getattr(opts, "mem_limit_mb", 0),
+                   qmp=tracing)
         drv = Driver(qt, st)
+        if tracing:
+            drv.trace = st["trace"] = []
         drv.log = open(os.path.join(rundir, "anomalies.txt"), "w")
         drv.platform_init()
         # make every page of guest RAM resident: RSS then measures QEMU itself
@@ -1457,6 +1531,8 @@ def run_steps(device, steps, opts, label, outdir, deadline=None):
             t1 = time.monotonic()
             drv.step(s)
             drv.after_step()
+            if drv.trace is not None:
+                drv.trace.append(drv.observe())
             dt = time.monotonic() - t1
             st["op_time"][s["op"]] += dt
             if dt > st["slowest"][0]:
@@ -1476,6 +1552,9 @@ def run_steps(device, steps, opts, label, outdir, deadline=None):
         drv.count_faults()
         drv.setup()
         drv.canary()
+        if drv.trace is not None:
+            st["copied"] = qt.qmp_cmd("qom-get", path="/machine/peripheral/viommu",
+                                      property="counters")["requests-copied"]
         if not st["rss_start"]:
             st["rss_start"], st["anon_start"] = qt.rss()
         st["rss_end"], st["anon_end"] = qt.rss()
@@ -1629,6 +1708,25 @@ def print_summary(device, total, runs):
         print("   QEMU messages: " + "; ".join("%r x%d" % kv for kv in top))
 
 
+def compare_traces(a, b, names):
+    """Where two runs of the same steps first differ in what the driver saw
+    (Driver.observe), described; None when they saw the same."""
+    def show(v, w):
+        if isinstance(v, str) and isinstance(w, str):
+            at = next((i for i, (x, y) in enumerate(zip(v, w)) if x != y), min(len(v), len(w)))
+            return "byte %d: %s vs %s" % (at // 2, v[at & ~1:(at & ~1) + 32] or "-",
+                                          w[at & ~1:(at & ~1) + 32] or "-")
+        return "%s vs %s" % (str(v)[:200], str(w)[:200])
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            diffs = ["%s (%s / %s) %s" % (k, names[0], names[1], show(x.get(k), y.get(k)))
+                     for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+            return "after step %d: %s" % (i, "; ".join(diffs))
+    if len(a) != len(b):
+        return "one run stopped early (%d and %d steps)" % (len(a), len(b))
+    return None
+
+
 def parse_seeds(opts):
     if opts.seed is not None:
         return [opts.seed]
@@ -1643,7 +1741,12 @@ def main():
     p.add_argument("--seeds", default="1-4", help="seed range A-B (default 1-4)")
     p.add_argument("--seed", type=int, help="a single seed")
     p.add_argument("--steps", type=int, default=2000, help="steps per seed (default 2000)")
-    p.add_argument("--device", choices=["rs", "c", "both"], default="both")
+    p.add_argument("--device", choices=["rs", "c", "rs-map", "both"], default="both")
+    p.add_argument("--compare", action="store_true",
+                   help="run each seed on virtio-iommu-rs with its two request paths (copied, "
+                        "and mapped by virtqueue_pop: x-copy-requests=off) and fail when the "
+                        "driver sees any difference: answers, used rings, device status, the "
+                        "virtio core's queue state")
     p.add_argument("--arch", choices=["x86_64"], default="x86_64")
     p.add_argument("--qemu", default=default_qemu)
     p.add_argument("--props", default="", help="extra -device properties, e.g. ,aw-bits=48")
@@ -1674,7 +1777,10 @@ def main():
         sys.exit("no QEMU at %s (make build)" % opts.qemu)
     out = opts.out or tempfile.mkdtemp(prefix="fuzz-qemu-out-")
     os.makedirs(out, exist_ok=True)
-    devices = ["rs", "c"] if opts.device == "both" else [opts.device]
+    if opts.compare:
+        devices = ["rs", "rs-map"]
+    else:
+        devices = ["rs", "c"] if opts.device == "both" else [opts.device]
     deadline = time.monotonic() + opts.time_budget if opts.time_budget else None
 
     if opts.replay:
@@ -1693,11 +1799,27 @@ def main():
             break
         if steps is None:
             steps = Gen(seed, opts.big_jumps).steps(opts.steps)
+        traces, copied = {}, {}
         for dev in devices:
             if deadline and time.monotonic() > deadline:
                 break
             label = "%s-seed%s" % (dev, seed)
             st = run_steps(dev, steps, opts, label, out, deadline)
+            if opts.compare:
+                traces[dev] = st.pop("trace", [])
+                copied[dev] = st.pop("copied", 0)
+                if len(traces) == 2 and not st["failures"] and not st.get("truncated"):
+                    diff = compare_traces(traces["rs"], traces[dev], ("copied", "mapped"))
+                    if not diff and (not copied["rs"] or copied[dev]):
+                        diff = ("(requests copied: %d with x-copy-requests=on, %d with off)"
+                                % (copied["rs"], copied[dev]))
+                    if diff:
+                        st["failures"].append({"kind": "divergence", "step": None,
+                                               "what": "the request paths differ " + diff})
+                    else:
+                            print("     %d requests took the copy path with x-copy-requests=on; "
+                              "all %d steps observed alike with it off"
+                              % (copied["rs"], len(traces[dev])))
             runs[dev] += 1
             merge(totals[dev], st)
             rundir = os.path.join(out, label)

@@ -117,7 +117,7 @@ def show_rs(qmp, path, max_mappings):
                  for s, n in by_status.items()]))
     print()
     for k in ("malformed-chains", "faults-raised", "faults-dropped", "notifier-calls",
-              "address-space-switches", "translation-snapshots"):
+              "address-space-switches", "translation-snapshots", "requests-copied"):
         print(f"{k:24} {counters[k]}")
 
 

@@ -27,8 +27,8 @@ use qom::{prelude::*, ObjectImpl, ParentField, ParentInit};
 use qom_props::StringArray;
 use util::{Result, ResultExt};
 use virtio::{
-    add_queue, host_page_size, register_system_reset, unregister_system_reset, SystemReset,
-    VirtIODevice, VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
+    add_queue, host_page_size, register_system_reset, unregister_system_reset, RequestChain,
+    SystemReset, VirtIODevice, VirtIODeviceMethods, VirtQueue, VirtioDeviceClass, VirtioDeviceImpl,
 };
 use virtio_iommu_core::{
     bypass::{parse_bypass_devices, BypassDevice},
@@ -79,6 +79,10 @@ pub struct VirtioIommu {
 
     // Properties, set by qdev before realize and read-only afterwards.
     boot_bypass: bool,
+    /// `x-copy-requests`: take requests without mapping them when they are
+    /// plain guest RAM (`VirtQueue::pop_request`); off, every request goes
+    /// through `virtqueue_pop`, which the equivalence test compares with.
+    copy_requests: bool,
     aw_bits: u8,
     /// A QAPI `GranuleMode` value.
     granule: c_int,
@@ -117,6 +121,8 @@ pub struct VirtioIommu {
     space_switches: BqlCell<u64>,
     /// Snapshots published for lock-free translation.
     snapshots: BqlCell<u64>,
+    /// Requests taken without mapping them (`x-copy-requests`).
+    copied_requests: BqlCell<u64>,
     /// The virtio-mmio transports the machine offered, with the endpoint
     /// id it gave each (arm virt; none on q35).
     mmio_transports: BqlRefCell<Vec<MmioTransport>>,
@@ -143,6 +149,14 @@ unsafe impl DevicePropertiesImpl for VirtioIommu {
             name: c"boot-bypass".as_ptr(),
             info: addr_of!(qdev_prop_bool),
             offset: offset_of!(VirtioIommu, boot_bypass) as isize,
+            set_default: true,
+            defval: Property__bindgen_ty_1 { u: 1 },
+            ..Zeroable::ZERO
+        },
+        Property {
+            name: c"x-copy-requests".as_ptr(),
+            info: addr_of!(qdev_prop_bool),
+            offset: offset_of!(VirtioIommu, copy_requests) as isize,
             set_default: true,
             defval: Property__bindgen_ty_1 { u: 1 },
             ..Zeroable::ZERO
@@ -206,6 +220,7 @@ impl VirtioIommu {
         uninit_field_mut!(*this, notifier_calls).write(BqlCell::new(0));
         uninit_field_mut!(*this, space_switches).write(BqlCell::new(0));
         uninit_field_mut!(*this, snapshots).write(BqlCell::new(0));
+        uninit_field_mut!(*this, copied_requests).write(BqlCell::new(0));
         uninit_field_mut!(*this, bypass_checked).write(BqlCell::new(false));
     }
 
@@ -346,11 +361,14 @@ impl VirtioIommu {
         // whatever is filled or flushed, and a request carried out must
         // never go unanswered. The driver is notified once per batch.
         let mut answered = false;
-        while let Some(elem) = vq.pop() {
-            let mut request = [0u8; MAX_REQUEST_LEN];
-            let len = elem.read_into(&mut request);
+        let mut request = [0u8; MAX_REQUEST_LEN];
+        while let Some((chain, len)) = vq.pop_request(&mut request, self.copy_requests) {
             let request = request.get(..len).unwrap_or_default();
-            let writable = elem.writable_len();
+            let writable = chain.writable_len();
+            if matches!(chain, RequestChain::Copied(_)) {
+                self.copied_requests
+                    .set(self.copied_requests.get().saturating_add(1));
+            }
             trace_points::request(request);
             let Some(reply) = self.with_core(|core| core.handle_request(request, writable)) else {
                 break;
@@ -360,12 +378,11 @@ impl VirtioIommu {
             self.apply_events(&reply.events);
             match reply.response {
                 Response::Used(bytes) => {
-                    let written = elem.write(&bytes);
-                    vq.push(elem, u32::try_from(written).unwrap_or(u32::MAX));
+                    vq.push_request(chain, &bytes);
                     answered = true;
                 }
                 Response::BadHeadTail => {
-                    drop(elem);
+                    drop(chain);
                     self.virtio_error("virtio-iommu bad head/tail size");
                     break;
                 }
@@ -475,11 +492,17 @@ impl VirtioIommu {
 }
 
 /// The properties' help texts: meaning, range or syntax.
-const PROPERTY_HELP: [(&CStr, &CStr); 6] = [
+const PROPERTY_HELP: [(&CStr, &CStr); 7] = [
     (
         c"boot-bypass",
         c"DMA of endpoints not attached to a domain bypasses the IOMMU from \
           reset until the driver says otherwise (config bypass); on/off",
+    ),
+    (
+        c"x-copy-requests",
+        c"read requests and write answers in plain guest RAM by copying, \
+          without mapping them (on, the default); off takes every request \
+          through virtqueue_pop, as the C device does (for testing); on/off",
     ),
     (
         c"granule",

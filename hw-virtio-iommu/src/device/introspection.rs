@@ -112,7 +112,8 @@ impl VirtioIommu {
 
     /// The `counters` property, as JSON: `{"requests": {TYPE: {STATUS:
     /// n}}, "malformed-chains", "faults-raised", "faults-dropped",
-    /// "notifier-calls", "address-space-switches", "translation-snapshots"}`.
+    /// "notifier-calls", "address-space-switches", "translation-snapshots",
+    /// "requests-copied"}`.
     pub(crate) fn counters_json(&self) -> String {
         let (counters, dropped) = self
             .with_core(|core| (core.counters().clone(), core.faults().dropped()))
@@ -132,13 +133,15 @@ impl VirtioIommu {
         format!(
             "{{\"requests\": {{{}}}, \"malformed-chains\": {}, \"faults-raised\": {}, \
              \"faults-dropped\": {dropped}, \"notifier-calls\": {}, \
-             \"address-space-switches\": {}, \"translation-snapshots\": {}}}",
+             \"address-space-switches\": {}, \"translation-snapshots\": {}, \
+             \"requests-copied\": {}}}",
             requests.join(", "),
             counters.malformed_chains(),
             counters.faults_raised(),
             self.notifier_calls.get(),
             self.space_switches.get(),
             self.snapshots.get(),
+            self.copied_requests.get(),
         )
     }
 }
