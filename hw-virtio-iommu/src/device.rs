@@ -33,7 +33,7 @@ use virtio::{
 use virtio_iommu_core::{
     bypass::{parse_bypass_devices, BypassDevice},
     config::{Config, CONFIG_SIZE},
-    device::{Device, DeviceConfig, Response},
+    device::{Device, DeviceConfig, Reply, Response},
     features::{self, DEVICE_FEATURES, VIRTIO_ID_IOMMU},
     properties::{parse_reserved_regions, Granule, PropertyError, ReservedRegion},
     NoncoherentDevices, NotifierEvent, SavedState, TranslationView,
@@ -362,6 +362,8 @@ impl VirtioIommu {
         // never go unanswered. The driver is notified once per batch.
         let mut answered = false;
         let mut request = [0u8; MAX_REQUEST_LEN];
+        // One reply for the batch: answering allocates nothing per request.
+        let mut reply = Reply::default();
         while let Some((chain, len)) = vq.pop_request(&mut request, self.copy_requests) {
             let request = request.get(..len).unwrap_or_default();
             let writable = chain.writable_len();
@@ -370,15 +372,18 @@ impl VirtioIommu {
                     .set(self.copied_requests.get().saturating_add(1));
             }
             trace_points::request(request);
-            let Some(reply) = self.with_core(|core| core.handle_request(request, writable)) else {
+            if self
+                .with_core(|core| core.handle_request_into(request, writable, &mut reply))
+                .is_none()
+            {
                 break;
-            };
+            }
             // Notifiers (vhost, VFIO, DMA caches) hear of an UNMAP before
             // the driver learns it is done.
             self.apply_events(&reply.events);
-            match reply.response {
+            match &reply.response {
                 Response::Used(bytes) => {
-                    vq.push_request(chain, &bytes);
+                    vq.push_request(chain, bytes);
                     answered = true;
                 }
                 Response::BadHeadTail => {

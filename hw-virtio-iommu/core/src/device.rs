@@ -117,12 +117,23 @@ impl Response {
     }
 }
 
-/// The result of [`Device::handle_request`].
+/// The result of [`Device::handle_request`]. A caller answering many
+/// requests keeps one and passes it to [`Device::handle_request_into`], so
+/// that answering allocates nothing once its vectors have grown.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub response: Response,
     /// To pass on, in order, after the request (see [`crate::events`]).
     pub events: Vec<NotifierEvent>,
+}
+
+impl Default for Reply {
+    fn default() -> Self {
+        Self {
+            response: Response::Used(Vec::new()),
+            events: Vec::new(),
+        }
+    }
 }
 
 /// The virtio-iommu state machine.
@@ -463,36 +474,43 @@ impl Device {
     /// its device-readable buffers, `writable_len` the total size of its
     /// device-writable ones.
     pub fn handle_request(&mut self, readable: &[u8], writable_len: usize) -> Reply {
-        let mut events = Vec::new();
+        let mut reply = Reply::default();
+        self.handle_request_into(readable, writable_len, &mut reply);
+        reply
+    }
+
+    /// [`Device::handle_request`], answering into `reply` (whatever it
+    /// held is replaced) and reusing its vectors' memory.
+    pub fn handle_request_into(&mut self, readable: &[u8], writable_len: usize, reply: &mut Reply) {
+        reply.events.clear();
+        let mut answer = match std::mem::replace(&mut reply.response, Response::BadHeadTail) {
+            Response::Used(bytes) => bytes,
+            Response::BadHeadTail => Vec::new(),
+        };
+        answer.clear();
         if readable.len() < HEAD_SIZE || writable_len < TAIL_SIZE {
             self.counters.count_malformed_chain();
-            return Reply {
-                response: Response::BadHeadTail,
-                events,
-            };
+            return;
         }
         let decoded = request::decode(readable);
-        let response = if readable.first() == Some(&T_PROBE) {
-            self.answer_probe(decoded, writable_len)
+        if readable.first() == Some(&T_PROBE) {
+            self.answer_probe(decoded, writable_len, &mut answer);
         } else {
             let status = match decoded {
-                Ok(req) => self.apply(&req, &mut events),
+                Ok(req) => self.apply(&req, &mut reply.events),
                 Err(e) => e.status(),
             };
-            request::tail(status).to_vec()
-        };
+            answer.extend_from_slice(&request::tail(status));
+        }
         // The status is the first byte of the tail, which ends the answer.
-        let status = response
+        let status = answer
             .len()
             .checked_sub(TAIL_SIZE)
-            .and_then(|at| response.get(at));
+            .and_then(|at| answer.get(at));
         if let (Some(&kind), Some(&status)) = (readable.first(), status) {
             self.counters.count_request(kind, status);
         }
-        Reply {
-            response: Response::Used(response),
-            events,
-        }
+        reply.response = Response::Used(answer);
     }
 
     /// A PROBE answer fills `probe_size` bytes of properties and the tail
@@ -502,24 +520,30 @@ impl Device {
         &self,
         decoded: Result<Request, request::DecodeError>,
         writable_len: usize,
-    ) -> Vec<u8> {
+        out: &mut Vec<u8>,
+    ) {
         let probe_size = usize::try_from(self.config.probe_size).unwrap_or(usize::MAX);
         let fits = probe_size
             .checked_add(TAIL_SIZE)
             .is_some_and(|needed| needed <= writable_len);
         if !fits {
-            return request::tail(Status::DevErr).to_vec();
+            out.extend_from_slice(&request::tail(Status::DevErr));
+            return;
         }
-        let (status, mut out) = match decoded {
+        let status = match decoded {
             Ok(Request::Probe(p)) => match self.probe_properties(&p) {
-                Ok(props) => (Status::Ok, props),
-                Err(status) => (status, vec![0; probe_size]),
+                Ok(props) => {
+                    out.extend_from_slice(&props);
+                    Status::Ok
+                }
+                Err(status) => status,
             },
-            Ok(_) => (Status::DevErr, vec![0; probe_size]),
-            Err(e) => (e.status(), vec![0; probe_size]),
+            Ok(_) => Status::DevErr,
+            Err(e) => e.status(),
         };
+        // Zeroed properties with any status but OK.
+        out.resize(probe_size, 0);
         out.extend_from_slice(&request::tail(status));
-        out
     }
 
     /// Carry out a decoded request; the status to answer. Events go to
@@ -689,19 +713,15 @@ impl Device {
         // DIFFERENCE: atomic. C removes the covered mappings it meets
         // before the one that would be split, then answers RANGE; the spec
         // says it SHOULD NOT remove any (5.13.6.6.2).
-        match domain.mappings.remove_range(u.virt_start, u.virt_end) {
+        let endpoints = &domain.endpoints;
+        let removed = domain
+            .mappings
+            .remove_range_with(u.virt_start, u.virt_end, |m| {
+                events.extend(endpoints.iter().map(|&ep| NotifierEvent::unmap(ep, &m)));
+            });
+        match removed {
             Err(_) => Status::Range,
-            Ok(removed) => {
-                for m in &removed {
-                    events.extend(
-                        domain
-                            .endpoints
-                            .iter()
-                            .map(|&ep| NotifierEvent::unmap(ep, m)),
-                    );
-                }
-                Status::Ok
-            }
+            Ok(()) => Status::Ok,
         }
     }
 

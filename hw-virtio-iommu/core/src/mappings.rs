@@ -223,8 +223,22 @@ impl Mappings {
     /// range (UNMAP must not split a mapping, spec 5.13.6.6). An empty or
     /// reversed range removes nothing.
     pub fn remove_range(&mut self, start: u64, end: u64) -> Result<Vec<Mapping>, WouldSplit> {
+        let mut removed = Vec::new();
+        self.remove_range_with(start, end, |m| removed.push(m))?;
+        Ok(removed)
+    }
+
+    /// [`Mappings::remove_range`], handing each removed mapping to
+    /// `removed` in IOVA order instead of collecting them: the common
+    /// UNMAP (one mapping, exactly the range) allocates nothing.
+    pub fn remove_range_with(
+        &mut self,
+        start: u64,
+        end: u64,
+        mut removed: impl FnMut(Mapping),
+    ) -> Result<(), WouldSplit> {
         if start > end {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let at_start = self.by_start.last_at_or_before(start);
         // The common case (a driver unmapping what it mapped): one mapping
@@ -233,7 +247,8 @@ impl Mappings {
         if let Some((s, e)) = at_start {
             if s == start && e.end() == end {
                 self.by_start.remove(start);
-                return Ok(vec![e.mapping(s)]);
+                removed(e.mapping(s));
+                return Ok(());
             }
         }
         // A mapping straddling `start` begins before it...
@@ -254,16 +269,17 @@ impl Mappings {
                 return Err(WouldSplit(e.mapping(s)));
             }
         }
-        let removed: Vec<Mapping> = self
+        let covered: Vec<Mapping> = self
             .by_start
             .iter_from(start)
             .take_while(|&(s, _)| s <= end)
             .map(|(s, e)| e.mapping(s))
             .collect();
-        for m in &removed {
+        for m in covered {
             self.by_start.remove(m.virt_start);
+            removed(m);
         }
-        Ok(removed)
+        Ok(())
     }
 
     /// All mappings in IOVA order.

@@ -19,7 +19,8 @@ use virtio_iommu_core::config::Config;
 use virtio_iommu_core::properties::{Granule, ReservedRegion};
 use virtio_iommu_core::request::{Attach, Detach, Map, Probe, Request, Unmap};
 use virtio_iommu_core::{
-    Access, Device, DeviceConfig, NotifierEvent, Response, Status, Translated, TranslationView,
+    Access, Device, DeviceConfig, NotifierEvent, Reply, Response, Status, Translated,
+    TranslationView,
 };
 
 const REGISTERED: [u32; 4] = [1, 2, 3, 0xffff];
@@ -261,7 +262,16 @@ enum Expect {
 
 /// Send `req` over `wire` to the device, and work out what the model
 /// expects from the bytes alone.
-fn run(dev: &mut Device, model: &mut Model, req: &Request, wire: &Wire) -> (Expect, Outcome) {
+/// One request through `handle_request_into` with `reply`, which the
+/// caller reuses across requests as the device does: what the previous
+/// answer left in it must not show in this one.
+fn run(
+    dev: &mut Device,
+    model: &mut Model,
+    req: &Request,
+    wire: &Wire,
+    reply: &mut Reply,
+) -> (Expect, Outcome) {
     let mut bytes = req.encode();
     let full = bytes.len();
     let mut writable = if matches!(req, Request::Probe(_)) {
@@ -297,7 +307,7 @@ fn run(dev: &mut Device, model: &mut Model, req: &Request, wire: &Wire) -> (Expe
             }
         }
     };
-    let reply = dev.handle_request(&bytes, writable);
+    dev.handle_request_into(&bytes, writable, reply);
     let is_probe = bytes.first() == Some(&5);
     let got = match &reply.response {
         Response::BadHeadTail => Expect::BadHeadTail,
@@ -316,7 +326,7 @@ fn run(dev: &mut Device, model: &mut Model, req: &Request, wire: &Wire) -> (Expe
         expect,
         Outcome {
             got,
-            events: reply.events,
+            events: reply.events.clone(),
         },
     )
 }
@@ -468,8 +478,9 @@ proptest! {
         let mut dev = device(input_end, bypass);
         let mut model = Model::new(input_end);
         let mut shadow = Shadow::default();
+        let mut reused = Reply::default();
         for (req, wire) in &steps {
-            let (expect, reply) = run(&mut dev, &mut model, req, wire);
+            let (expect, reply) = run(&mut dev, &mut model, req, wire, &mut reused);
             prop_assert_eq!(&reply.got, &expect, "{:?} over {:?}", req, wire);
             for ev in &reply.events {
                 shadow.apply(ev)?;

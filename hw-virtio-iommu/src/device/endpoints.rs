@@ -199,7 +199,8 @@ impl VirtioIommu {
 
     /// Pass the core's events on: notifier MAP/UNMAP on the endpoint's
     /// region, in the aligned blocks `IOMMUTLBEntry` describes, and address
-    /// space switches between translation and bypass.
+    /// space switches between translation and bypass. As in the C device, a
+    /// MAP or UNMAP no notifier listens for is neither traced nor sent.
     pub(super) fn apply_events(&self, events: &[NotifierEvent]) {
         let endpoints = self.endpoints.borrow();
         // Unmanaged endpoints are left out: should one share its id with a
@@ -219,7 +220,7 @@ impl VirtioIommu {
                     phys,
                     perm,
                 } => {
-                    if let Some(space) = space(endpoint) {
+                    if let Some(space) = space(endpoint).filter(|s| s.has_notifiers(true)) {
                         trace_points::notify_map(iova, end, phys, perm_flags(perm));
                         block_entries(iova, end, phys, perm_flags(perm))
                             .for_each(|e| self.notify_one(space, e));
@@ -230,7 +231,7 @@ impl VirtioIommu {
                     iova,
                     end,
                 } => {
-                    if let Some(space) = space(endpoint) {
+                    if let Some(space) = space(endpoint).filter(|s| s.has_notifiers(false)) {
                         trace_points::notify_unmap(iova, end);
                         block_entries(iova, end, 0, IOMMU_NONE)
                             .for_each(|e| self.notify_one(space, e));

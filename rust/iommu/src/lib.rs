@@ -321,6 +321,21 @@ impl EndpointAddressSpace {
         true
     }
 
+    /// Whether a notifier on the region wants to hear of maps (`map`) or
+    /// of unmaps: with none, an IOMMU has nothing to build or send.
+    pub fn has_notifiers(&self, map: bool) -> bool {
+        assert!(bql::is_locked());
+        let kind = if map {
+            IOMMU_NOTIFIER_MAP
+        } else {
+            IOMMU_NOTIFIER_UNMAP
+        };
+        // SAFETY: a plain field of the live region, which the memory core
+        // writes under the BQL when notifiers come and go.
+        let flags = unsafe { (*self.regions()).iommu.mr.iommu_notify_flags };
+        flags & kind != 0
+    }
+
     /// Tell the region's notifiers that a block was mapped (`perm` not
     /// `IOMMU_NONE`) or unmapped.
     pub fn notify(&self, entry: TlbEntry) {
