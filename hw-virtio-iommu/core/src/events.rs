@@ -16,12 +16,7 @@
 
 use crate::mappings::Mapping;
 
-/// Access rights of a notified mapping (QEMU's `IOMMUAccessFlags`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Perm {
-    pub read: bool,
-    pub write: bool,
-}
+pub use qemu_iommu_core::Perm;
 
 /// One thing the glue passes on. Ranges are inclusive, so the whole 64-bit
 /// space is `iova: 0, end: u64::MAX` without overflow.

@@ -58,5 +58,5 @@ pub use migration::{
 };
 pub use request::{decode, DecodeError, Request};
 pub use status::Status;
-pub use translate::{Access, Translated};
+pub use translate::Translated;
 pub use view::TranslationView;

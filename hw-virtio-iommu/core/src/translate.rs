@@ -26,28 +26,7 @@ use crate::mappings::{Mapping, Mappings};
 use crate::properties::{ReservedRegion, RESV_MEM_T_MSI};
 #[cfg(doc)]
 use crate::view::TranslationView;
-
-/// The rights a DMA access needs (QEMU's `IOMMUAccessFlags`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Access {
-    pub read: bool,
-    pub write: bool,
-}
-
-impl Access {
-    pub const READ: Self = Self {
-        read: true,
-        write: false,
-    };
-    pub const WRITE: Self = Self {
-        read: false,
-        write: true,
-    };
-    pub const READ_WRITE: Self = Self {
-        read: true,
-        write: true,
-    };
-}
+use crate::Perm;
 
 /// How an access goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +45,10 @@ pub enum Translated {
 }
 
 impl Device {
-    /// Translate an access of `endpoint` to `iova`.
-    pub fn translate(&mut self, endpoint: u32, iova: u64, access: Access) -> Translated {
-        let result = decide(self, endpoint, iova, access);
+    /// Translate an access of `endpoint` to `iova` that needs rights
+    /// `need`.
+    pub fn translate(&mut self, endpoint: u32, iova: u64, need: Perm) -> Translated {
+        let result = decide(self, endpoint, iova, need);
         if let Translated::Fault(fault) = result {
             self.queue_fault(fault);
         }
@@ -108,7 +88,7 @@ pub(crate) fn decide(
     state: &impl TranslationState,
     endpoint: u32,
     iova: u64,
-    access: Access,
+    need: Perm,
 ) -> Translated {
     let fault = |reason, flags| {
         Translated::Fault(Fault {
@@ -146,10 +126,10 @@ pub(crate) fn decide(
         return fault(FaultReason::Mapping, 0);
     };
     let mut denied = 0;
-    if access.read && !m.flags.read() {
+    if need.read && !m.flags.read() {
         denied |= FAULT_F_READ;
     }
-    if access.write && !m.flags.write() {
+    if need.write && !m.flags.write() {
         denied |= FAULT_F_WRITE;
     }
     if denied != 0 {

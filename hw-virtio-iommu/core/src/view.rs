@@ -28,7 +28,8 @@ use std::sync::Arc;
 use crate::device::Device;
 use crate::mappings::Mappings;
 use crate::properties::ReservedRegion;
-use crate::translate::{self, Access, Translated, TranslationState};
+use crate::translate::{self, Translated, TranslationState};
+use crate::Perm;
 
 /// What translation reads, frozen (see the module documentation).
 /// `Clone` is O(1).
@@ -79,8 +80,8 @@ impl TranslationView {
     /// [`Device::translate`] would answer in the state this view was taken
     /// from. A refusal is returned but queued nowhere: pass its fault to
     /// [`Device::queue_fault`].
-    pub fn decide(&self, endpoint: u32, iova: u64, access: Access) -> Translated {
-        translate::decide(self, endpoint, iova, access)
+    pub fn decide(&self, endpoint: u32, iova: u64, need: Perm) -> Translated {
+        translate::decide(self, endpoint, iova, need)
     }
 }
 

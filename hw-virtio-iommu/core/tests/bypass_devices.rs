@@ -9,7 +9,7 @@ use common::*;
 use virtio_iommu_core::bypass::parse_bypass_devices;
 use virtio_iommu_core::config::Config;
 use virtio_iommu_core::properties::{Granule, PropertyError};
-use virtio_iommu_core::{Access, Device, DeviceConfig, PciDeviceRef, Response, Status, Translated};
+use virtio_iommu_core::{Device, DeviceConfig, PciDeviceRef, Perm, Response, Status, Translated};
 
 /// Endpoint 0x28 (00:05.0) is unmanaged, 1 and 2 are managed, 0x30 is
 /// nothing at all; boot-bypass off, so that bypass is never the default.
@@ -77,13 +77,13 @@ fn dma_is_never_translated() {
     assert!(dev.endpoint_bypassed(UNMANAGED));
     assert!(!dev.endpoint_bypassed(1));
     assert_eq!(
-        dev.translate(UNMANAGED, 0x1234, Access::READ_WRITE),
+        dev.translate(UNMANAGED, 0x1234, Perm::RW),
         Translated::Identity
     );
     assert!(dev.faults().is_empty());
     // A managed endpoint faults (boot-bypass off, unattached).
     assert!(matches!(
-        dev.translate(1, 0x1234, Access::READ),
+        dev.translate(1, 0x1234, Perm::READ),
         Translated::Fault(_)
     ));
 
@@ -101,7 +101,7 @@ fn dma_is_never_translated() {
     );
     assert!(dev.endpoint_bypassed(UNMANAGED));
     assert_eq!(
-        dev.translate(UNMANAGED, 0xfee0_0000, Access::WRITE),
+        dev.translate(UNMANAGED, 0xfee0_0000, Perm::WRITE),
         Translated::Identity
     );
 }

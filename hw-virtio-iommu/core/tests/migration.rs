@@ -13,7 +13,7 @@ use virtio_iommu_core::migration::{Field, Interval, Tree};
 use virtio_iommu_core::properties::Granule;
 use virtio_iommu_core::request::{Attach, Detach, Map, Request, Unmap};
 use virtio_iommu_core::{
-    load_state, Access, Device, DeviceConfig, MapFlags, Mapping, MigrationError, NotifierEvent,
+    load_state, Device, DeviceConfig, MapFlags, Mapping, MigrationError, NotifierEvent, Perm,
     Response, SavedDomain, SavedState, Status,
 };
 
@@ -190,7 +190,7 @@ fn translations(dev: &mut Device, endpoints: &[u32], iovas: &[u64]) -> Vec<Strin
     let mut out = Vec::new();
     for &ep in endpoints {
         for &iova in iovas {
-            for access in [Access::READ, Access::WRITE, Access::READ_WRITE] {
+            for access in [Perm::READ, Perm::WRITE, Perm::RW] {
                 out.push(format!(
                     "{ep} {iova:#x} {:?}",
                     dev.translate(ep, iova, access)

@@ -19,8 +19,7 @@ use virtio_iommu_core::config::Config;
 use virtio_iommu_core::properties::{Granule, ReservedRegion};
 use virtio_iommu_core::request::{Attach, Detach, Map, Probe, Request, Unmap};
 use virtio_iommu_core::{
-    Access, Device, DeviceConfig, NotifierEvent, Reply, Response, Status, Translated,
-    TranslationView,
+    Device, DeviceConfig, NotifierEvent, Perm, Reply, Response, Status, Translated, TranslationView,
 };
 
 const REGISTERED: [u32; 4] = [1, 2, 3, 0xffff];
@@ -552,10 +551,10 @@ fn view_device(bypass: bool) -> Device {
     dev
 }
 
-const ACCESSES: [Access; 3] = [Access::READ, Access::WRITE, Access::READ_WRITE];
+const ACCESSES: [Perm; 3] = [Perm::READ, Perm::WRITE, Perm::RW];
 
 /// Every probe: each endpoint the steps name, each address, each access.
-fn probes(addrs: &[u64]) -> Vec<(u32, u64, Access)> {
+fn probes(addrs: &[u64]) -> Vec<(u32, u64, Perm)> {
     let endpoints = REGISTERED.iter().chain(&[0, 4, u32::MAX]);
     let mut out = Vec::new();
     for &ep in endpoints {

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use virtio_iommu_core::config::Config;
 use virtio_iommu_core::properties::{Granule, ReservedRegion};
-use virtio_iommu_core::{Access, Device, DeviceConfig, Response};
+use virtio_iommu_core::{Device, DeviceConfig, Perm, Response};
 
 fn device(probe_size: u32) -> Device {
     let config = Config::new(48, Granule::Size4K, 4096, false).unwrap();
@@ -59,7 +59,7 @@ proptest! {
                 }
             }
             for (ep, &iova) in iovas.iter().enumerate() {
-                dev.translate(ep as u32, iova, Access::READ_WRITE);
+                dev.translate(ep as u32, iova, Perm::RW);
             }
         }
         dev.reset();

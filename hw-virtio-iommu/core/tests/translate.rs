@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use virtio_iommu_core::fault::{FAULT_F_ADDRESS, FAULT_F_READ, FAULT_F_WRITE, FAULT_SIZE};
 use virtio_iommu_core::properties::ReservedRegion;
-use virtio_iommu_core::{Access, Fault, FaultDelivery, FaultReason, Translated};
+use virtio_iommu_core::{Fault, FaultDelivery, FaultReason, Perm, Translated};
 
 fn fault(reason: FaultReason, flags: u32, endpoint: u32, address: u64) -> Translated {
     Translated::Fault(Fault {
@@ -21,10 +21,10 @@ fn fault(reason: FaultReason, flags: u32, endpoint: u32, address: u64) -> Transl
 #[test]
 fn unattached_endpoints_follow_the_config_bypass() {
     let mut dev = device();
-    assert_eq!(dev.translate(1, 0x1234, Access::READ), Translated::Identity);
+    assert_eq!(dev.translate(1, 0x1234, Perm::READ), Translated::Identity);
     dev.set_bypass(false);
     assert_eq!(
-        dev.translate(1, 0x1234, Access::WRITE),
+        dev.translate(1, 0x1234, Perm::WRITE),
         fault(FaultReason::Unknown, 0, 1, 0x1234),
         "C reports UNKNOWN: it has no record of unattached endpoints"
     );
@@ -36,13 +36,13 @@ fn mapped_addresses_translate_and_others_fault() {
     let mut dev = device();
     ok(&mut dev, &attach(1, 1));
     ok(&mut dev, &map(1, 0x1000, 0x1fff, 0xa000, RW));
-    let Translated::Mapped(m) = dev.translate(1, 0x1abc, Access::READ_WRITE) else {
+    let Translated::Mapped(m) = dev.translate(1, 0x1abc, Perm::RW) else {
         panic!("not mapped")
     };
     assert_eq!(m.phys(0x1abc), 0xaabc);
     assert_eq!((m.virt_start, m.virt_end), (0x1000, 0x1fff));
     assert_eq!(
-        dev.translate(1, 0x2000, Access::READ),
+        dev.translate(1, 0x2000, Perm::READ),
         fault(FaultReason::Mapping, 0, 1, 0x2000)
     );
 }
@@ -55,7 +55,7 @@ fn difference_the_address_before_a_mapping_is_not_mapped() {
     ok(&mut dev, &attach(1, 1));
     ok(&mut dev, &map(1, 0x1000, 0x1fff, 0xa000, RW));
     assert_eq!(
-        dev.translate(1, 0xfff, Access::READ),
+        dev.translate(1, 0xfff, Perm::READ),
         fault(FaultReason::Mapping, 0, 1, 0xfff)
     );
 }
@@ -68,19 +68,19 @@ fn permissions() {
     ok(&mut dev, &map(1, 0x1000, 0x1fff, 0, W));
     ok(&mut dev, &map(1, 0x2000, 0x2fff, 0, 0));
     assert!(matches!(
-        dev.translate(1, 0x10, Access::READ),
+        dev.translate(1, 0x10, Perm::READ),
         Translated::Mapped(_)
     ));
     assert_eq!(
-        dev.translate(1, 0x10, Access::WRITE),
+        dev.translate(1, 0x10, Perm::WRITE),
         fault(FaultReason::Mapping, FAULT_F_WRITE, 1, 0x10)
     );
     assert_eq!(
-        dev.translate(1, 0x1010, Access::READ),
+        dev.translate(1, 0x1010, Perm::READ),
         fault(FaultReason::Mapping, FAULT_F_READ, 1, 0x1010)
     );
     assert_eq!(
-        dev.translate(1, 0x2010, Access::READ_WRITE),
+        dev.translate(1, 0x2010, Perm::RW),
         fault(
             FaultReason::Mapping,
             FAULT_F_READ | FAULT_F_WRITE,
@@ -108,19 +108,19 @@ fn reserved_regions_come_before_mappings() {
     ok(&mut dev, &attach(1, 1));
     ok(&mut dev, &map(1, 0x8000, 0x8fff, 0x1000, RW));
     assert_eq!(
-        dev.translate(1, 0xfee0_0040, Access::WRITE),
+        dev.translate(1, 0xfee0_0040, Perm::WRITE),
         Translated::Identity
     );
     assert_eq!(
-        dev.translate(1, 0x8010, Access::READ),
+        dev.translate(1, 0x8010, Perm::READ),
         fault(FaultReason::Mapping, 0, 1, 0x8010)
     );
     assert_eq!(
-        dev.translate(1, 0xfef0_0000, Access::READ),
+        dev.translate(1, 0xfef0_0000, Perm::READ),
         fault(FaultReason::Mapping, 0, 1, 0xfef0_0000)
     );
     // Unattached endpoints do not look at them (bypass is on here).
-    assert_eq!(dev.translate(2, 0x8010, Access::READ), Translated::Identity);
+    assert_eq!(dev.translate(2, 0x8010, Perm::READ), Translated::Identity);
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn bypass_domains_are_identity() {
     let mut dev = device_with(64, &[], false);
     ok(&mut dev, &attach_flags(1, 1, 1));
     assert_eq!(
-        dev.translate(1, u64::MAX, Access::WRITE),
+        dev.translate(1, u64::MAX, Perm::WRITE),
         Translated::Identity
     );
 }
@@ -139,11 +139,11 @@ fn difference_top_address() {
     let mut dev = device();
     ok(&mut dev, &attach(1, 1));
     assert!(matches!(
-        dev.translate(1, u64::MAX, Access::READ),
+        dev.translate(1, u64::MAX, Perm::READ),
         Translated::Fault(_)
     ));
     ok(&mut dev, &map(1, u64::MAX, u64::MAX, 0x42, R));
-    let Translated::Mapped(m) = dev.translate(1, u64::MAX, Access::READ) else {
+    let Translated::Mapped(m) = dev.translate(1, u64::MAX, Perm::READ) else {
         panic!()
     };
     assert_eq!(m.phys(u64::MAX), 0x42);
@@ -152,8 +152,8 @@ fn difference_top_address() {
 #[test]
 fn faults_are_delivered_in_order() {
     let mut dev = device_with(64, &[], false);
-    dev.translate(1, 0x10, Access::READ);
-    dev.translate(2, 0x20, Access::READ);
+    dev.translate(1, 0x10, Perm::READ);
+    dev.translate(2, 0x20, Perm::READ);
     let Some(FaultDelivery::Write(bytes)) = dev.faults().deliver(FAULT_SIZE) else {
         panic!()
     };
@@ -170,7 +170,7 @@ fn faults_are_delivered_in_order() {
     assert_eq!(bytes[4..8], [0, 1, 0, 0], "ADDRESS is bit 8");
     assert_eq!(dev.faults().deliver(8), Some(FaultDelivery::BufferTooSmall));
     assert_eq!(dev.faults().deliver(64), None);
-    dev.translate(1, 0x10, Access::READ);
+    dev.translate(1, 0x10, Perm::READ);
     dev.reset();
     assert!(dev.faults().is_empty(), "reset drops pending faults");
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use common::*;
-use virtio_iommu_core::{Access, Fault, FaultReason, Translated, TranslationView};
+use virtio_iommu_core::{Fault, FaultReason, Perm, Translated, TranslationView};
 
 /// Pages mapped and unmapped in turn, and rounds of doing so.
 const PAGES: u64 = 64;
@@ -127,7 +127,7 @@ fn views_are_snapshots_that_never_lag_an_answer() {
                     for _ in 0..8 {
                         let page = rng.next() % PAGES;
                         let addr = iova(page) + rng.next() % 0x1000;
-                        let got = view.decide(ENDPOINT, addr, Access::READ);
+                        let got = view.decide(ENDPOINT, addr, Perm::READ);
                         translations += 1;
                         match got {
                             Translated::Mapped(m) => {

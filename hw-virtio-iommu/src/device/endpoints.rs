@@ -8,15 +8,15 @@
 use std::ptr::NonNull;
 
 use iommu::{
-    EndpointAddressSpace, IOMMUAccessFlags, IOMMUNotifierFlag, IommuRegionOwner, Reader, TlbEntry,
-    IOMMU_NONE, IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_NOTIFIER_NONE, IOMMU_RO, IOMMU_WO,
+    perm_flags, EndpointAddressSpace, IOMMUNotifierFlag, IommuRegionOwner, Reader, TlbEntry,
+    IOMMU_NOTIFIER_DEVIOTLB_UNMAP, IOMMU_NOTIFIER_NONE,
 };
 use pci::{bindings::AddressSpace, PCIBus, PCIDevice, PCIDeviceMethods, PciIommu};
 use qom::ObjectType;
 use util::Result;
 use virtio::{VirtIODeviceMethods, VirtIOMMIOProxy, VirtioMmioIommu};
 use virtio_iommu_core::{
-    aligned_blocks, Access, Device, FaultDelivery, NotifierEvent, PciDeviceRef, Perm, Translated,
+    aligned_blocks, Device, FaultDelivery, NotifierEvent, PciDeviceRef, Perm, Translated,
 };
 
 use super::{trace_points, VirtioIommu};
@@ -102,21 +102,12 @@ fn requester_id(bus: &PCIBus, devfn: u8) -> u32 {
     u32::from(bus.bus_num()) << 8 | u32::from(devfn)
 }
 
-const fn perm_flags(perm: Perm) -> IOMMUAccessFlags {
-    (if perm.read { IOMMU_RO } else { 0 }) | (if perm.write { IOMMU_WO } else { 0 })
-}
-
-/// The TLB entries of `[iova, end]` mapped to `phys` (or unmapped, with
-/// `IOMMU_NONE`), in the aligned blocks an `IOMMUTLBEntry` can describe.
-fn block_entries(
-    iova: u64,
-    end: u64,
-    phys: u64,
-    perm: IOMMUAccessFlags,
-) -> impl Iterator<Item = TlbEntry> {
+/// The TLB entries of `[iova, end]` mapped to `phys` (or unmapped: no
+/// rights), in the aligned blocks an `IOMMUTLBEntry` can describe.
+fn block_entries(iova: u64, end: u64, phys: u64, perm: Perm) -> impl Iterator<Item = TlbEntry> {
     aligned_blocks(iova, end).map(move |(block, addr_mask)| TlbEntry {
         iova: block,
-        translated_addr: if perm == IOMMU_NONE {
+        translated_addr: if perm.is_none() {
             0
         } else {
             phys.wrapping_add(block.wrapping_sub(iova))
@@ -222,7 +213,7 @@ impl VirtioIommu {
                 } => {
                     if let Some(space) = space(endpoint).filter(|s| s.has_notifiers(true)) {
                         trace_points::notify_map(iova, end, phys, perm_flags(perm));
-                        block_entries(iova, end, phys, perm_flags(perm))
+                        block_entries(iova, end, phys, perm)
                             .for_each(|e| self.notify_one(space, e));
                     }
                 }
@@ -233,7 +224,7 @@ impl VirtioIommu {
                 } => {
                     if let Some(space) = space(endpoint).filter(|s| s.has_notifiers(false)) {
                         trace_points::notify_unmap(iova, end);
-                        block_entries(iova, end, 0, IOMMU_NONE)
+                        block_entries(iova, end, 0, Perm::NONE)
                             .for_each(|e| self.notify_one(space, e));
                     }
                 }
@@ -430,35 +421,25 @@ impl IommuRegionOwner for VirtioIommu {
     /// Decided on the snapshot of the core without a lock when there is
     /// one (then only a fault takes the core's lock, to queue its report),
     /// else under the core's lock.
-    fn translate(
-        &self,
-        endpoint: u32,
-        addr: u64,
-        flag: IOMMUAccessFlags,
-        reader: &Reader,
-    ) -> TlbEntry {
-        trace_points::translate(endpoint, addr, flag);
-        let access = Access {
-            read: flag & IOMMU_RO != 0,
-            write: flag & IOMMU_WO != 0,
-        };
+    fn translate(&self, endpoint: u32, addr: u64, need: Perm, reader: &Reader) -> TlbEntry {
+        trace_points::translate(endpoint, addr, perm_flags(need));
         let page_mask = self.granule_mask();
         let page = TlbEntry {
             iova: addr & !page_mask,
             translated_addr: addr & !page_mask,
             addr_mask: page_mask,
-            perm: flag,
+            perm: need,
         };
         let decided = match self.view.load(reader) {
             Some(view) => {
-                let decided = view.decide(endpoint, addr, access);
+                let decided = view.decide(endpoint, addr, need);
                 if let Translated::Fault(f) = decided {
                     self.with_core(|core| core.queue_fault(f));
                 }
                 Some(decided)
             }
             None => {
-                let decided = self.with_core(|core| core.translate(endpoint, addr, access));
+                let decided = self.with_core(|core| core.translate(endpoint, addr, need));
                 self.note_locked_read();
                 decided
             }
@@ -476,10 +457,10 @@ impl IommuRegionOwner for VirtioIommu {
                     iova,
                     translated_addr,
                     addr_mask,
-                    perm: perm_flags(Perm {
+                    perm: Perm {
                         read: m.flags.read(),
                         write: m.flags.write(),
-                    }),
+                    },
                 }
             }
             Some(Translated::Fault(f)) => {
@@ -491,7 +472,7 @@ impl IommuRegionOwner for VirtioIommu {
                 }
                 TlbEntry {
                     translated_addr: 0,
-                    perm: IOMMU_NONE,
+                    perm: Perm::NONE,
                     ..page
                 }
             }
@@ -511,7 +492,7 @@ impl IommuRegionOwner for VirtioIommu {
                     phys,
                     perm,
                     ..
-                } => Some(block_entries(iova, end, phys, perm_flags(perm))),
+                } => Some(block_entries(iova, end, phys, perm)),
                 _ => None,
             })
             .flatten()

@@ -16,7 +16,7 @@ use std::{
 
 use pci::{PCIDevice, PCIDeviceMethods};
 pub use qemu_dma_core::Access;
-use qemu_dma_core::{Iotlb, MapTracker, Perm, Transfer, Translation, PAGE_MASK, PAGE_SIZE};
+use qemu_dma_core::{Iotlb, MapTracker, Perm, TlbEntry, Transfer, PAGE_MASK, PAGE_SIZE};
 use system::{
     bindings::{
         address_space_map, address_space_rw, address_space_unmap, AddressSpace, MemoryListener,
@@ -343,7 +343,7 @@ impl Dma {
         let page_room = PAGE_MASK - (addr & PAGE_MASK) + 1;
         let (translation, target_as) = match mode {
             Mode::Direct => (
-                Translation {
+                TlbEntry {
                     iova: addr & !PAGE_MASK,
                     translated_addr: addr & !PAGE_MASK,
                     addr_mask: PAGE_MASK,
@@ -361,7 +361,7 @@ impl Dma {
                 // The IOMMU may report a fault (our device writes its
                 // event queue): no borrow is held.
                 let (t, target_as) = iommu.translate(addr, access);
-                if !t.perm.allows(access) {
+                if !t.perm.allows(access.into()) {
                     let mask = t.addr_mask.min(PAGE_MASK);
                     return Fill::Fault(mask - (addr & mask) + 1);
                 }

@@ -11,7 +11,8 @@ use std::{
     ptr::addr_of_mut,
 };
 
-use qemu_dma_core::{Access, Perm, Translation};
+use iommu::{flags_perm, perm_flags};
+use qemu_dma_core::{Access, TlbEntry};
 use system::{
     bindings::{
         address_space_memory, memory_listener_register, memory_listener_unregister,
@@ -19,7 +20,7 @@ use system::{
         memory_region_register_iommu_notifier, memory_region_unregister_iommu_notifier,
         AddressSpace, IOMMUMemoryRegion, IOMMUMemoryRegionClass, IOMMUNotifier, IOMMUNotifierFlag,
         IOMMUTLBEntry, MemoryListener, MemoryRegion, MemoryRegionSection, IOMMU_NOTIFIER_MAP,
-        IOMMU_NOTIFIER_UNMAP, IOMMU_RO, IOMMU_WO,
+        IOMMU_NOTIFIER_UNMAP,
     },
     MEMTXATTRS_UNSPECIFIED,
 };
@@ -114,11 +115,8 @@ pub struct IommuAt {
 impl IommuAt {
     /// Ask the IOMMU, as the memory core does on every access: returns the
     /// translation (in bus addresses) and the address space it leads to.
-    pub fn translate(self, addr: u64, access: Access) -> (Translation, *mut AddressSpace) {
-        let flag = match access {
-            Access::Read => IOMMU_RO,
-            Access::Write => IOMMU_WO,
-        };
+    pub fn translate(self, addr: u64, access: Access) -> (TlbEntry, *mut AddressSpace) {
+        let flag = perm_flags(access.into());
         // SAFETY: the region is in the current view (it is only looked up
         // between topology changes, with the BQL held); its class is an
         // IOMMUMemoryRegionClass, whose translate is mandatory.
@@ -130,10 +128,7 @@ impl IommuAt {
             let translate = (*klass).translate.expect("IOMMU region without translate");
             translate(self.iommu, addr.wrapping_add(self.delta), flag, idx)
         };
-        let perm = Perm {
-            read: entry.perm & IOMMU_RO != 0,
-            write: entry.perm & IOMMU_WO != 0,
-        };
+        let perm = flags_perm(entry.perm);
         // QEMU's IOMMUs need not align entry.iova (the C virtio-iommu
         // returns the address itself): the block is what the mask says.
         // If the section does not start on a block boundary of the region,
@@ -141,14 +136,14 @@ impl IommuAt {
         // time rather than guess.
         let region_addr = addr.wrapping_add(self.delta);
         let t = if self.delta & entry.addr_mask == 0 {
-            Translation {
+            TlbEntry {
                 iova: (region_addr & !entry.addr_mask).wrapping_sub(self.delta),
                 translated_addr: entry.translated_addr,
                 addr_mask: entry.addr_mask,
                 perm,
             }
         } else {
-            Translation {
+            TlbEntry {
                 iova: addr,
                 translated_addr: (entry.translated_addr & !entry.addr_mask)
                     | (region_addr & entry.addr_mask),

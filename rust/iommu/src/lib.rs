@@ -30,44 +30,51 @@ use util::Error;
 mod rcu;
 pub use rcu::{RcuArc, Reader};
 
-/// A translation, as an `IOMMUTLBEntry` into system memory: the block
-/// `[iova, iova + addr_mask]` goes to `[translated_addr, ... + addr_mask]`
-/// with rights `perm` (`IOMMU_NONE`: the access faults).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TlbEntry {
-    pub iova: u64,
-    pub translated_addr: u64,
-    pub addr_mask: u64,
-    pub perm: IOMMUAccessFlags,
+pub use qemu_iommu_core::{Access, Perm, TlbEntry};
+
+/// QEMU's `IOMMUAccessFlags` for `perm`.
+pub const fn perm_flags(perm: Perm) -> IOMMUAccessFlags {
+    (if perm.read { IOMMU_RO } else { 0 }) | (if perm.write { IOMMU_WO } else { 0 })
 }
 
-impl TlbEntry {
-    fn to_c(self) -> IOMMUTLBEntry {
-        IOMMUTLBEntry {
-            target_as: addr_of_mut!(address_space_memory),
-            iova: self.iova,
-            translated_addr: self.translated_addr,
-            addr_mask: self.addr_mask,
-            perm: self.perm,
-            pasid: 0,
-        }
+/// The rights QEMU's `IOMMUAccessFlags` `flags` stand for.
+pub const fn flags_perm(flags: IOMMUAccessFlags) -> Perm {
+    Perm {
+        read: flags & IOMMU_RO != 0,
+        write: flags & IOMMU_WO != 0,
+    }
+}
+
+/// `entry` as QEMU's `IOMMUTLBEntry`, into system memory.
+fn tlb_entry_to_c(entry: TlbEntry) -> IOMMUTLBEntry {
+    IOMMUTLBEntry {
+        target_as: addr_of_mut!(address_space_memory),
+        iova: entry.iova,
+        translated_addr: entry.translated_addr,
+        addr_mask: entry.addr_mask,
+        perm: perm_flags(entry.perm),
+        pasid: 0,
+    }
+}
+
+/// QEMU's `IOMMUTLBEntry` `entry` (whatever address space it leads to).
+pub const fn tlb_entry_from_c(entry: &IOMMUTLBEntry) -> TlbEntry {
+    TlbEntry {
+        iova: entry.iova,
+        translated_addr: entry.translated_addr,
+        addr_mask: entry.addr_mask,
+        perm: flags_perm(entry.perm),
     }
 }
 
 /// The IOMMU behind a family of IOMMU regions. Each region serves one
 /// endpoint, named by the `u32` the region was created with.
 pub trait IommuRegionOwner: Sync + Sized {
-    /// Translate an access of `endpoint` to `addr`; `flag` are the rights it
-    /// needs (`IOMMU_NONE` when the caller only asks where `addr` goes).
+    /// Translate an access of `endpoint` to `addr` that needs rights `need`
+    /// (none when the caller only asks where `addr` goes).
     /// `reader` proves the caller's context (the BQL or an RCU read-side
     /// section), in which [`RcuArc`] snapshots can be read without a lock.
-    fn translate(
-        &self,
-        endpoint: u32,
-        addr: u64,
-        flag: IOMMUAccessFlags,
-        reader: &Reader,
-    ) -> TlbEntry;
+    fn translate(&self, endpoint: u32, addr: u64, need: Perm, reader: &Reader) -> TlbEntry;
 
     /// The current mappings of `endpoint`, to replay to a new notifier.
     fn mappings(&self, endpoint: u32) -> Vec<TlbEntry>;
@@ -112,7 +119,7 @@ unsafe extern "C" fn rust_translate<T: IommuRegionOwner>(
     // holding the BQL or inside an RCU read-side critical section
     // (IOMMUMemoryRegionClass::translate's contract) until it returns.
     let ((owner, endpoint), reader) = unsafe { (region::<T>(iommu), Reader::new()) };
-    owner.translate(endpoint, addr, flag, &reader).to_c()
+    tlb_entry_to_c(owner.translate(endpoint, addr, flags_perm(flag), &reader))
 }
 
 unsafe extern "C" fn rust_replay<T: IommuRegionOwner>(
@@ -124,7 +131,7 @@ unsafe extern "C" fn rust_replay<T: IommuRegionOwner>(
     for entry in owner.mappings(endpoint) {
         let event = IOMMUTLBEvent {
             type_: IOMMU_NOTIFIER_MAP,
-            entry: entry.to_c(),
+            entry: tlb_entry_to_c(entry),
         };
         // SAFETY: the notifier is registered on this region; the function
         // filters by its range and flags.
@@ -336,17 +343,17 @@ impl EndpointAddressSpace {
         flags & kind != 0
     }
 
-    /// Tell the region's notifiers that a block was mapped (`perm` not
-    /// `IOMMU_NONE`) or unmapped.
+    /// Tell the region's notifiers that a block was mapped (some `perm`)
+    /// or unmapped (none).
     pub fn notify(&self, entry: TlbEntry) {
         assert!(bql::is_locked());
         let event = IOMMUTLBEvent {
-            type_: if entry.perm == IOMMU_NONE {
+            type_: if entry.perm.is_none() {
                 IOMMU_NOTIFIER_UNMAP
             } else {
                 IOMMU_NOTIFIER_MAP
             },
-            entry: entry.to_c(),
+            entry: tlb_entry_to_c(entry),
         };
         // SAFETY: the region is initialized; the memory core walks its
         // notifiers.

@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use virtio_iommu_core::{
     config::Config,
     properties::{Granule, ReservedRegion},
-    Access, Device, DeviceConfig, Response,
+    Device, DeviceConfig, Perm, Response,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -45,8 +45,8 @@ fuzz_target!(|data: &[u8]| {
         if let Some(chunk) = readable.get(8..16) {
             let iova = u64::from_le_bytes(chunk.try_into().unwrap());
             for ep in [8, 0x10] {
-                let _ = dev.translate(ep, iova, Access::READ);
-                let _ = dev.translate(ep, iova.wrapping_add(0xfff), Access::WRITE);
+                let _ = dev.translate(ep, iova, Perm::READ);
+                let _ = dev.translate(ep, iova.wrapping_add(0xfff), Perm::WRITE);
             }
         }
     }

@@ -18,58 +18,7 @@
 pub const PAGE_SIZE: u64 = 4096;
 pub const PAGE_MASK: u64 = PAGE_SIZE - 1;
 
-/// What a DMA access needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// The device reads memory (`DMA_DIRECTION_TO_DEVICE`).
-    Read,
-    /// The device writes memory.
-    Write,
-}
-
-/// What the IOMMU allows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Perm {
-    pub read: bool,
-    pub write: bool,
-}
-
-impl Perm {
-    pub const RW: Self = Self {
-        read: true,
-        write: true,
-    };
-
-    pub const fn allows(self, access: Access) -> bool {
-        match access {
-            Access::Read => self.read,
-            Access::Write => self.write,
-        }
-    }
-
-    pub const fn is_none(self) -> bool {
-        !self.read && !self.write
-    }
-}
-
-/// An IOMMU's answer for one address, as QEMU's `IOMMUTLBEntry`: the
-/// block `[iova & !addr_mask, | addr_mask]` goes to the block at
-/// `translated_addr & !addr_mask`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Translation {
-    pub iova: u64,
-    pub translated_addr: u64,
-    /// The block's size minus one: `2^k - 1`.
-    pub addr_mask: u64,
-    pub perm: Perm,
-}
-
-impl Translation {
-    /// Where `addr` (inside the block) goes.
-    pub const fn target(&self, addr: u64) -> u64 {
-        (self.translated_addr & !self.addr_mask) | (addr & self.addr_mask)
-    }
-}
+pub use qemu_iommu_core::{Access, Perm, TlbEntry};
 
 /// A cached block, at most a page.
 #[derive(Debug)]
@@ -133,7 +82,7 @@ impl<P> Iotlb<P> {
     pub fn lookup(&mut self, addr: u64, access: Access) -> Option<Hit<'_, P>> {
         let i = self.slot(addr);
         let e = self.slots.get_mut(i)?.as_mut()?;
-        if !e.covers(addr) || !e.perm.allows(access) {
+        if !e.covers(addr) || !e.perm.allows(access.into()) {
             return None;
         }
         let offset = addr & e.mask;
@@ -147,7 +96,7 @@ impl<P> Iotlb<P> {
 
     /// The part of `t` that serves the page of `addr`, as it would be
     /// cached: its first address, mask and target.
-    pub fn block_of(t: &Translation, addr: u64) -> (u64, u64, u64) {
+    pub fn block_of(t: &TlbEntry, addr: u64) -> (u64, u64, u64) {
         let mask = t.addr_mask.min(PAGE_MASK);
         let iova = addr & !mask;
         (iova, mask, t.target(iova))
@@ -161,7 +110,7 @@ impl<P> Iotlb<P> {
     /// Rights granted for the same block and target are merged instead:
     /// an IOMMU that takes a right back must send UNMAP first, which
     /// removes the entry.
-    pub fn insert(&mut self, t: &Translation, addr: u64, payload: P) -> Option<P> {
+    pub fn insert(&mut self, t: &TlbEntry, addr: u64, payload: P) -> Option<P> {
         let (iova, mask, target) = Self::block_of(t, addr);
         let i = self.slot(addr);
         let slot = self.slots.get_mut(i)?;

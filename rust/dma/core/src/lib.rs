@@ -25,6 +25,6 @@ pub mod iotlb;
 pub mod maps;
 pub mod transfer;
 
-pub use iotlb::{Access, Iotlb, Perm, Translation, PAGE_MASK, PAGE_SIZE};
+pub use iotlb::{Access, Iotlb, Perm, TlbEntry, PAGE_MASK, PAGE_SIZE};
 pub use maps::MapTracker;
 pub use transfer::Transfer;

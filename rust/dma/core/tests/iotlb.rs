@@ -7,16 +7,16 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use qemu_dma_core::{Access, Iotlb, Perm, Translation, PAGE_SIZE};
+use qemu_dma_core::{Access, Iotlb, Perm, TlbEntry, PAGE_SIZE};
 
 /// A page-granular IOMMU: page number -> (target page, rights).
 #[derive(Default)]
 struct ModelIommu(BTreeMap<u64, (u64, Perm)>);
 
 impl ModelIommu {
-    fn translate(&self, addr: u64) -> Option<Translation> {
+    fn translate(&self, addr: u64) -> Option<TlbEntry> {
         let (target, perm) = *self.0.get(&(addr / PAGE_SIZE))?;
-        Some(Translation {
+        Some(TlbEntry {
             iova: addr & !(PAGE_SIZE - 1),
             translated_addr: target * PAGE_SIZE,
             addr_mask: PAGE_SIZE - 1,
@@ -34,7 +34,7 @@ fn access(tlb: &mut Iotlb<u64>, iommu: &ModelIommu, addr: u64, a: Access) -> Opt
         return Some(hit.target);
     }
     let t = iommu.translate(addr)?;
-    if !t.perm.allows(a) {
+    if !t.perm.allows(a.into()) {
         return None;
     }
     tlb.insert(&t, addr, t.target(addr) & !(PAGE_SIZE - 1));
@@ -94,7 +94,7 @@ proptest! {
                     let got = access(&mut tlb, &iommu, addr, a);
                     let want = iommu
                         .translate(addr)
-                        .filter(|t| t.perm.allows(a))
+                        .filter(|t| t.perm.allows(a.into()))
                         .map(|t| t.target(addr));
                     prop_assert_eq!(got, want);
                 }
@@ -109,7 +109,7 @@ proptest! {
 #[test]
 fn read_only_entry_never_serves_a_write() {
     let mut tlb = Iotlb::new(4);
-    let t = Translation {
+    let t = TlbEntry {
         iova: 0x1000,
         translated_addr: 0x8000,
         addr_mask: 0xfff,
@@ -126,7 +126,7 @@ fn read_only_entry_never_serves_a_write() {
 #[test]
 fn large_blocks_are_cached_a_page_at_a_time() {
     let mut tlb = Iotlb::new(6);
-    let t = Translation {
+    let t = TlbEntry {
         iova: 0x20_0000,
         translated_addr: 0x4000_0000,
         addr_mask: 0x1f_ffff,
@@ -144,7 +144,7 @@ fn large_blocks_are_cached_a_page_at_a_time() {
 fn sub_page_blocks_keep_their_size() {
     let mut tlb = Iotlb::new(6);
     // A 16-byte block whose target differs from the IOVA in the low bits.
-    let t = Translation {
+    let t = TlbEntry {
         iova: 0x1010,
         translated_addr: 0x9020,
         addr_mask: 0xf,
@@ -161,7 +161,7 @@ fn sub_page_blocks_keep_their_size() {
 fn invalidating_the_whole_space_scans_every_slot() {
     let mut tlb = Iotlb::new(2);
     for page in [0u64, 1, 2, u64::MAX / PAGE_SIZE] {
-        let t = Translation {
+        let t = TlbEntry {
             iova: page * PAGE_SIZE,
             translated_addr: 0,
             addr_mask: PAGE_SIZE - 1,
@@ -180,7 +180,7 @@ fn invalidating_the_whole_space_scans_every_slot() {
 #[test]
 fn rights_granted_one_at_a_time_are_merged() {
     let mut tlb = Iotlb::new(4);
-    let only = |read, write| Translation {
+    let only = |read, write| TlbEntry {
         iova: 0x1000,
         translated_addr: 0x8000,
         addr_mask: 0xfff,
@@ -191,7 +191,7 @@ fn rights_granted_one_at_a_time_are_merged() {
     assert!(tlb.lookup(0x1000, Access::Read).is_some());
     assert!(tlb.lookup(0x1000, Access::Write).is_some());
     // A different target is a different translation: nothing carries over.
-    let elsewhere = Translation {
+    let elsewhere = TlbEntry {
         translated_addr: 0x9000,
         ..only(false, true)
     };
