@@ -24,5 +24,17 @@ if [ -n "$ours" ]; then
     echo "lint: clippy findings in the project's crates" >&2
     status=1
 fi
+# The same crates through cargo, as members of QEMU's rust workspace (their
+# Cargo manifests, patch 0002): the manifests must keep building.
+abs_build=$(realpath "$build")
+# make's layout: build/qemu-build is configured from build/qemu-src
+src=$(dirname "$abs_build")/qemu-src
+if ! (cd "$src/rust" && MESON_BUILD_ROOT=$abs_build CARGO_TARGET_DIR=$abs_build/cargo-target \
+        cargo clippy --offline --quiet -p virtio-iommu-rs -p dma-test-device) >"$log" 2>&1 \
+        || grep -E -A3 '^(warning|error)' "$log" | grep -q -E -e '--> .*virtio-iommu-rs/'; then
+    grep -E -B1 -A12 -e '--> .*virtio-iommu-rs/|^error' "$log" >&2
+    echo "lint: cargo clippy (QEMU's rust workspace) fails on the project's crates" >&2
+    status=1
+fi
 [ $status -eq 0 ] && echo "lint: rustfmt and clippy clean"
 exit $status
