@@ -101,42 +101,53 @@ fuzz:
 # Fuzz both devices inside QEMU as a hostile guest driver (qtest, x-dma-test
 # DMA between the requests; docs/fuzzing.md). The quick run uses fixed seeds,
 # so it is reproducible; FUZZ_QEMU_ARGS adds options (--seeds, --steps, ...).
+# --compare is the request paths' equivalence test: the same steps on
+# virtio-iommu-rs copying requests and mapping them (virtqueue_pop) must
+# look the same to the driver, ring state included.
 .PHONY: fuzz-qemu fuzz-qemu-quick
 fuzz-qemu: build
 	rm -rf $(BUILD)/fuzz-qemu
 	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --seeds 1-20 --steps 5000 \
 		--time-budget 600 --out $(BUILD)/fuzz-qemu $(FUZZ_QEMU_ARGS)
+	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --compare --seeds 1-10 --steps 5000 \
+		--time-budget 600 --out $(BUILD)/fuzz-qemu/compare $(FUZZ_QEMU_ARGS)
 
 fuzz-qemu-quick: build
 	rm -rf $(BUILD)/fuzz-qemu-quick
 	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --seeds 1-3 --steps 2000 \
 		--out $(BUILD)/fuzz-qemu-quick $(FUZZ_QEMU_ARGS)
+	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --compare --seeds 1-2 --steps 2000 \
+		--out $(BUILD)/fuzz-qemu-quick/compare $(FUZZ_QEMU_ARGS)
 
 # The main job: QEMU's view of the device, then a Linux guest booted behind
-# virtio-iommu-rs (strict mode), and what the guest saw.
+# virtio-iommu-rs (strict mode), and what the guest saw: one cell of the
+# functional tests, its file run directly as QEMU's docs describe.
+DEMO_DIR := $(QEMU_BUILD)/tests/functional/x86_64/test_virtio_iommu_rs.VirtioIommuRsQ35.test_rs_strict_bypass_on
 demo: build guest-image
 	python3 scripts/demo.py $(QEMU_RUN)
 	@echo; echo "== a Linux guest behind virtio-iommu-rs (TCG, iommu.strict=1) =="
-	python3 tests-functional/run.py --arch x86_64 --qemu $(QEMU_RUN) --guest $(GUEST) \
-		--device virtio-iommu-rs --mode strict --bypass on --out $(BUILD)/demo
+	$(FUNCTIONAL_ENV) QEMU_TEST_QEMU_BINARY=$(QEMU) ./pyvenv/bin/python3 \
+		$(CURDIR)/tests-functional/x86_64/test_virtio_iommu_rs.py \
+		-k '*.VirtioIommuRsQ35.test_rs_strict_bypass_on'
 	@echo; echo "== what the guest printed =="
 	@grep -hE 'virtio_iommu|iommu group|RESULT (iommu-driver|groups|disk|net|read)' \
-		$(BUILD)/demo/*/console.log
+		$(DEMO_DIR)/console.log | sed 's/^[-0-9]* [0-9:,]*: //'
 
 # The same on aarch64's virt machine: the guest booted from the device tree
 # (no firmware) behind virtio-iommu-rs, strict; the PCIe node's iommu-map
 # QEMU gave it, and what the guest saw.
+DEMO_ARM_DIR := $(QEMU_BUILD)/tests/functional/aarch64/test_virtio_iommu_rs.VirtioIommuRsVirt.test_rs_strict_bypass_on
 .PHONY: demo-arm
 demo-arm: build guest-image-arm64
 	@echo "== a Linux guest on arm virt behind virtio-iommu-rs (TCG, device tree, iommu.strict=1) =="
-	python3 tests-functional/run.py --arch arm64 --qemu-arm64 $(QEMU_ARM_RUN) \
-		--guest-arm64 $(BUILD)/guest-arm64 --device virtio-iommu-rs --mode strict \
-		--bypass on --boot dt --out $(BUILD)/demo-arm
+	$(FUNCTIONAL_ENV) QEMU_TEST_QEMU_BINARY=$(QEMU_ARM) ./pyvenv/bin/python3 \
+		$(CURDIR)/tests-functional/aarch64/test_virtio_iommu_rs.py \
+		-k '*.VirtioIommuRsVirt.test_rs_strict_bypass_on'
 	@echo; echo "== the device tree QEMU built: the PCIe node's iommu-map (requester ids -> IOMMU) =="
-	@cat $(BUILD)/demo-arm/*/iommu-map.txt
+	@cat $(DEMO_ARM_DIR)/iommu-map.txt
 	@echo; echo "== what the guest printed =="
 	@grep -ahE 'virtio_iommu|iommu group|iommu-map|RESULT (iommu-driver|groups|disk|net|read)' \
-		$(BUILD)/demo-arm/*/console.log
+		$(DEMO_ARM_DIR)/console.log | sed 's/^[-0-9]* [0-9:,]*: //'
 
 clean:
 	rm -rf $(QEMU_BUILD) $(BUILD)/bin
@@ -145,18 +156,31 @@ distclean:
 	rm -rf $(BUILD) target
 
 # Guest image, functional tests and the guest disk-read benchmark. check runs
-# the functional matrix: a TCG guest booted 13 times on q35 and migrated 8
-# times between two QEMUs, then booted 11 times on arm virt (9 device-tree
-# boots, 2 through UEFI) (~7 min when every cell passes, more when cells
-# hang until the guest watchdog).
+# the functional matrix: QEMU functional tests (tests-functional/, linked
+# into QEMU's tests/functional/ and registered by patches/qemu/0010) run by
+# meson: a TCG guest booted 13 times on q35 and migrated 8 times between
+# two QEMUs, then booted 16 times on arm virt (13 device-tree boots, 3
+# through UEFI), one test method per cell (~9 min when every cell passes
+# on the 2-core machine, more when cells hang until the guest watchdog).
 #   make guest-image   Debian trixie kernel + own initramfs in build/guest
 #   make guest-image-arm64  the same for aarch64 in build/guest-arm64
-#   make functional    the matrix, both devices (FUNCTIONAL_ARGS to narrow it,
-#                      e.g. FUNCTIONAL_ARGS="--device virtio-iommu-pci" or
-#                      FUNCTIONAL_ARGS="--arch arm64")
+#   make functional    the matrix, both devices; FUNCTIONAL_TESTS names the
+#                      meson tests to run, FUNCTIONAL_ARGS is given to each
+#                      test file (unittest's options: -k PATTERN runs the
+#                      cells whose test id contains it, e.g.
+#                      FUNCTIONAL_ARGS="-k test_rs_" or "-k Uefi"),
+#                      FUNCTIONAL_JOBS how many files run at once
 #   make guest-bench   O_DIRECT read throughput: none, C and Rust, strict/lazy
+FUNCTIONAL_TESTS ?= func-x86_64-virtio_iommu_rs func-x86_64-virtio_iommu_rs_migration \
+                    func-aarch64-virtio_iommu_rs
 FUNCTIONAL_ARGS ?=
+FUNCTIONAL_JOBS ?= 1
 BENCH_ARGS ?=
+# What meson gives a functional test, plus where our guest images are; for
+# a test file run directly (QEMU_TEST_QEMU_BINARY added by the caller).
+FUNCTIONAL_GUESTS := VIOMMU_RS_GUEST=$(GUEST) VIOMMU_RS_GUEST_ARM64=$(BUILD)/guest-arm64
+FUNCTIONAL_ENV = cd $(QEMU_BUILD) && $(FUNCTIONAL_GUESTS) QEMU_BUILD_ROOT=$(QEMU_BUILD) \
+	PYTHONPATH=$(QEMU_SRC)/python:$(QEMU_SRC)/tests/functional
 .PHONY: guest-image functional guest-bench
 guest-image:
 	bash scripts/guest/build-image.sh $(GUEST)
@@ -166,9 +190,16 @@ guest-image:
 guest-image-arm64:
 	bash scripts/guest/build-image.sh $(BUILD)/guest-arm64 arm64
 
+# meson's own log of the run is build/qemu-build/meson-logs/functional-thorough.txt;
+# each cell's logs are in build/qemu-build/tests/functional/<target>/<test id>/.
 functional: build guest-image guest-image-arm64
-	python3 tests-functional/run.py --qemu $(QEMU_RUN) --guest $(GUEST) \
-		--qemu-arm64 $(QEMU_ARM_RUN) --guest-arm64 $(BUILD)/guest-arm64 $(FUNCTIONAL_ARGS)
+	cd $(QEMU_BUILD) || exit 1; rc=0; rm -f meson-logs/functional-thorough.json; \
+	$(FUNCTIONAL_GUESTS) ./pyvenv/bin/meson test --no-rebuild --setup thorough \
+		--print-errorlogs --num-processes $(FUNCTIONAL_JOBS) --logbase functional \
+		$(if $(strip $(FUNCTIONAL_ARGS)),--test-args '$(FUNCTIONAL_ARGS)') \
+		$(FUNCTIONAL_TESTS) || rc=1; \
+	python3 $(CURDIR)/tests-functional/summary.py meson-logs/functional-thorough.json || rc=1; \
+	exit $$rc
 
 guest-bench: build guest-image
 	python3 scripts/guest/disk-read-bench.py --qemu $(QEMU_RUN) --guest $(GUEST) $(BENCH_ARGS)

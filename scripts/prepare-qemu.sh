@@ -68,6 +68,15 @@ ln -s "$here" "$src.tmp/rust/hw/virtio-iommu-rs"
 for t in "$here"/tests-qtest/*.[ch]; do
     ln -s "$t" "$src.tmp/tests/qtest/$(basename "$t")"
 done
+# The functional tests where QEMU's live (tests/functional/<target>/, named
+# by patch 10), and their helper package beside qemu_test (meson puts
+# tests/functional on their PYTHONPATH).
+for arch in x86_64 aarch64; do
+    for t in "$here"/tests-functional/$arch/test_*.py; do
+        ln -s "$t" "$src.tmp/tests/functional/$arch/$(basename "$t")"
+    done
+done
+ln -s "$here/tests-functional/viommu_rs" "$src.tmp/tests/functional/viommu_rs"
 
 mv "$src.tmp" "$src"
 log "QEMU $QEMU_VERSION ready in $src"

@@ -15,7 +15,11 @@ use --passes N to see how stable they are.
 
     scripts/guest/disk-read-bench.py [--passes N] [--reads 1M:1024,64K:256,4K:32]
                                      [--qemu PATH] [--guest DIR] [--out DIR]
-                                     [--json FILE]
+                                     [--json FILE] [--qemu-python DIR]
+
+Each boot is the functional tests' (tests-functional/viommu_rs/guest.py) on
+a QEMUMachine from QEMU's python/ directory (--qemu-python, by default the
+prepared tree's); its console log and QEMU's output stay under --out.
 
 --json writes every figure (per configuration, block size and pass) to FILE
 as well, for scripts/bench.py (`make bench`), which makes its own table.
@@ -26,15 +30,16 @@ figure is not the cost of guest-managed translation."""
 
 import argparse
 import json
+import logging
 import os
 import resource
 import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "..", "tests-functional"))
-import guestvm  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests-functional"))
+from viommu_rs import guest  # noqa: E402
 
 CONFIGS = [
     ("none", None, "strict"),
@@ -62,16 +67,40 @@ def others_busy(seconds=1.0):
     return (cpu_seconds()[0] - b0) / seconds
 
 
+def boot(a, workdir, dev, mode, biggest):
+    """One boot of the guest; its console goes to workdir/console.log,
+    QEMU's output to workdir/qemu.log."""
+    from qemu.machine import QEMUMachine
+    os.makedirs(workdir, exist_ok=True)
+    run = guest.GuestRun(workdir, a.guest, device=dev, mode=mode,
+                         checks="iommu-driver,groups,read", reads=a.reads, watchdog=120,
+                         timeout=180, disk_size_mib=biggest + 16)
+    vm = QEMUMachine(a.qemu, name="qemu", base_temp_dir=workdir, log_dir=workdir)
+    log = logging.getLogger("disk-read-bench.console")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    handler = logging.FileHandler(os.path.join(workdir, "console.log"), mode="w")
+    log.addHandler(handler)
+    try:
+        return run.run(vm, log=log)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
 def main():
     ap = argparse.ArgumentParser(description="guest O_DIRECT read throughput per IOMMU")
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--reads", default="1M:1024,64K:256,4K:32",
                     help="BS:MiB,... read by dd in the guest, in this order")
-    ap.add_argument("--qemu", default=guestvm.DEFAULT_QEMU)
-    ap.add_argument("--guest", default=guestvm.DEFAULT_GUEST)
-    ap.add_argument("--out", default=os.path.join(guestvm.ROOT, "build", "guest-bench"))
+    ap.add_argument("--qemu", default=os.path.join(ROOT, "build", "bin", "qemu-system-x86_64"))
+    ap.add_argument("--guest", default=os.path.join(ROOT, "build", "guest"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "guest-bench"))
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--qemu-python", default=os.path.join(ROOT, "build", "qemu-src", "python"),
+                    help="QEMU's python/ directory (qemu.machine)")
     a = ap.parse_args()
+    sys.path.insert(0, a.qemu_python)
 
     sizes = [s.split(":")[0] for s in a.reads.split(",")]
     biggest = max(int(s.split(":")[1]) for s in a.reads.split(","))
@@ -90,10 +119,8 @@ def main():
     notes = {}
     for p in range(a.passes):
         for name, dev, mode in CONFIGS:
-            run = guestvm.GuestRun(
-                os.path.join(a.out, f"pass{p + 1}-{name.replace(' ', '-')}"), device=dev,
-                mode=mode, checks="iommu-driver,groups,read", reads=a.reads, watchdog=120,
-                qemu=a.qemu, guest=a.guest, timeout=180, disk_size_mib=biggest + 16).run()
+            run = boot(a, os.path.join(a.out, f"pass{p + 1}-{name.replace(' ', '-')}"),
+                       dev, mode, biggest)
             figs = {rd.get("bs"): float(rd["read-MBps"]) for rd in run.results.get("read", [])
                     if rd.get("status") == "ok"}
             table[(name, p)] = figs

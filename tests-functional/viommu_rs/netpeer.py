@@ -7,9 +7,9 @@ ever travel between the guest's virtio-net, slirp and this process.
 
 Protocol: the guest sends a decimal length line and that many bytes; we
 answer with the same number of bytes of our own (derived from the seed, so
-the harness can predict them), then exit, which closes the connection.
+the test can predict them), then exit, which closes the connection.
 What we received and sent is appended to LOG as one JSON line, so the
-harness checks both directions against its own checksums."""
+test checks both directions against its own checksums."""
 
 import hashlib
 import json
@@ -40,7 +40,7 @@ def main():
         wr.write(reply)
         wr.flush()
         rec.update(sent=len(reply), sent_sha256=hashlib.sha256(reply).hexdigest(), ok=True)
-    except Exception as e:  # recorded for the harness, which fails the check
+    except Exception as e:  # recorded for the test, which fails the check
         rec["error"] = repr(e)
     with open(log, "a") as f:
         f.write(json.dumps(rec) + "\n")
