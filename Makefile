@@ -107,7 +107,7 @@ fuzz:
 .PHONY: fuzz-qemu fuzz-qemu-quick
 fuzz-qemu: build
 	rm -rf $(BUILD)/fuzz-qemu
-	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --seeds 1-20 --steps 5000 \
+	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --seeds 1-40 --steps 5000 \
 		--time-budget 600 --out $(BUILD)/fuzz-qemu $(FUZZ_QEMU_ARGS)
 	python3 scripts/fuzz-qemu.py --qemu $(QEMU_RUN) --compare --seeds 1-10 --steps 5000 \
 		--time-budget 600 --out $(BUILD)/fuzz-qemu/compare $(FUZZ_QEMU_ARGS)

@@ -329,6 +329,8 @@ class Ring:
         self.avail_idx = 0
         self.last_used = 0
         self.pending_bad = False   # a broken chain made available, not kicked yet
+        self.pending_n = 0         # descriptors made available, not kicked yet
+        self.pending_avail = 0     # avail entries made, not kicked yet
 
 
 DEFAULT_VARIANT = {"qs": [256, 256], "feat": DEFAULT_FEATURES, "raw": False, "evt": 8,
@@ -558,15 +560,19 @@ class Driver:
         status (None when not answered, -1 when not decodable)."""
         heads = []
         # chains that do not fit in the ring overwrite each other
-        fits = sum(len(ch["d"]) + ch.get("dup", 0) for ch in chains) <= ring.qs
+        n_descs = sum(len(ch["d"]) + ch.get("dup", 0) for ch in chains)
+        fits = n_descs + ring.pending_n <= ring.qs
         # without VERSION_1 a virtio_error breaks the device silently (no
         # NEEDS_RESET): nothing can be expected then
         fits = fits and not self.quirky
         if kick:
             fits = fits and not ring.pending_bad
             ring.pending_bad = False
-        elif any(not ch.get("e") for ch in chains):
-            ring.pending_bad = True    # the next kick may find the device broken
+            ring.pending_n = 0
+        else:
+            ring.pending_n += n_descs  # their slots are taken until the next kick
+            if any(not ch.get("e") for ch in chains):
+                ring.pending_bad = True    # the next kick may find the device broken
         for ch in chains:
             for item in ch.get("data", []):
                 if len(item) == 2:
@@ -604,7 +610,11 @@ class Driver:
         self.qt.w(2, ring.avail + 2, ring.avail_idx)
         if kick:
             self.kick(ring.q)
-        used = self.collect_used(ring, expect_jump=len(ents) > ring.qs)
+            waiting, ring.pending_avail = len(ents) + ring.pending_avail, 0
+        else:
+            ring.pending_avail += len(ents)
+            waiting = 0
+        used = self.collect_used(ring, expect_jump=waiting > ring.qs)
         results = []
         by_id = {}
         for uid, ulen in used:
@@ -1434,6 +1444,7 @@ def new_stats():
         "anomalies": collections.Counter(), "messages": collections.Counter(),
         "op_time": collections.Counter(), "op_count": collections.Counter(),
         "rss_by_op": collections.Counter(), "slowest": (0.0, None, None), "spikes": [],
+        "rss_sum": 0, "rss_floor": 0,
         "rss_start": 0, "rss_end": 0, "anon_start": 0, "anon_end": 0, "seconds": 0.0,
         "failures": [], "known_c_bugs": [],
     }
@@ -1545,6 +1556,8 @@ def run_steps(device, steps, opts, label, outdir, deadline=None):
                     st["spikes"].append((now - anon, i, s["op"]))
                 else:
                     st["rss_by_op"][s["op"]] += now - anon
+                    st["rss_sum"] += now - anon
+                    st["rss_floor"] = min(st["rss_floor"], st["rss_sum"])
                 anon = now
             if opts.verbose and (i % 50 == 0 or opts.verbose_all):
                 print("   step %d %s rss %s" % (i, s["op"], qt.rss()), flush=True)
@@ -1558,7 +1571,7 @@ def run_steps(device, steps, opts, label, outdir, deadline=None):
         if not st["rss_start"]:
             st["rss_start"], st["anon_start"] = qt.rss()
         st["rss_end"], st["anon_end"] = qt.rss()
-        growth = sum(st["rss_by_op"].values()) / 1024
+        growth = leak_growth(st)
         if len(steps) >= 200 and growth > opts.rss_limit_mb:
             st["failures"].append({"kind": "leak", "step": None,
                                    "what": "RssAnon grew by %.1f MiB in steps of less than "
@@ -1593,6 +1606,12 @@ def run_steps(device, steps, opts, label, outdir, deadline=None):
         st["failures"].append({"kind": "stderr", "step": None, "what": f})
     st["seconds"] = time.monotonic() - t0
     return st
+
+
+def leak_growth(st):
+    """MiB the RSS grew, in steps under SPIKE_KIB each, since its lowest
+    point (the allocator gives memory back after a peak now and then)."""
+    return (st["rss_sum"] - st["rss_floor"]) / 1024
 
 
 def known_c_hang(bt_path):
@@ -1664,9 +1683,9 @@ def merge(total, st):
             total.setdefault(k, collections.Counter()).update(v)
         elif isinstance(v, (int, float)) and not isinstance(v, bool) and not k.startswith(("rss", "anon")):
             total[k] = total.get(k, 0) + v
-    total.setdefault("growth", []).append(sum(st["rss_by_op"].values()) / 1024
-                                           if st["anon_end"] else None)
+    total.setdefault("growth", []).append(leak_growth(st) if st["anon_end"] else None)
     total.setdefault("spikes", []).extend(st["spikes"])
+    total.setdefault("failed", []).extend(st["failures"])
     total.setdefault("failures", [])
 
 
@@ -1698,6 +1717,9 @@ def print_summary(device, total, runs):
               "%d peak step(s), largest %+.0f MiB (%s)"
               % (max(g), sum(g) / len(g), len(sp), max(sp)[0] / 1024 if sp else 0,
                  max(sp)[2] if sp else "-"))
+    failed = total.get("failed", [])
+    print("   failures: %d%s" % (len(failed), "".join(
+        "\n     %s at step %s: %s" % (f["kind"], f["step"], f["what"]) for f in failed[:10])))
     ot, oc = total.get("op_time", {}), total.get("op_count", {})
     if ot:
         print("   ms/step by op: " + ", ".join("%s %.2f (%d)" % (k, 1000 * ot[k] / oc[k], oc[k])
@@ -1837,7 +1859,7 @@ def main():
             if st["failures"]:
                 status = "FAILED: " + "; ".join("%s at step %s: %s" % (f["kind"], f["step"], f["what"])
                                                 for f in st["failures"])
-            g = sum(st["rss_by_op"].values()) / 1024
+            g = leak_growth(st)
             spike = max(st["spikes"], default=(0, None, None))
             print("%-4s seed %-6s %5d steps %6.1f s  resets %3d  rss %+5.1f MiB (peak step %+.0f MiB)"
                   "  %s" % (dev, seed, st["steps"], st["seconds"], st["virtio_errors"], g,
