@@ -30,7 +30,7 @@ use util::Error;
 mod rcu;
 pub use rcu::{RcuArc, Reader};
 
-pub use qemu_iommu_core::{Access, Perm, TlbEntry};
+pub use qemu_iommu_core::{Perm, TlbEntry};
 
 /// QEMU's `IOMMUAccessFlags` for `perm`.
 pub const fn perm_flags(perm: Perm) -> IOMMUAccessFlags {
@@ -54,16 +54,6 @@ fn tlb_entry_to_c(entry: TlbEntry) -> IOMMUTLBEntry {
         addr_mask: entry.addr_mask,
         perm: perm_flags(entry.perm),
         pasid: 0,
-    }
-}
-
-/// QEMU's `IOMMUTLBEntry` `entry` (whatever address space it leads to).
-pub const fn tlb_entry_from_c(entry: &IOMMUTLBEntry) -> TlbEntry {
-    TlbEntry {
-        iova: entry.iova,
-        translated_addr: entry.translated_addr,
-        addr_mask: entry.addr_mask,
-        perm: flags_perm(entry.perm),
     }
 }
 
